@@ -1,0 +1,76 @@
+"""Pydantic configuration of the frozen backbone, checked at the edge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class StrictModel(BaseModel):
+    """A config that refuses unknown fields and cannot change once made."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_layers(layers: tuple[int, ...]) -> tuple[int, ...]:
+    if len(set(layers)) != len(layers):
+        raise ValueError(f"prompt_layers must not repeat a layer: {list(layers)}")
+    if any(layer < 0 for layer in layers):
+        raise ValueError(f"prompt_layers must be non-negative: {list(layers)}")
+    return tuple(sorted(layers))
+
+
+class TextTowerConfig(StrictModel):
+    """A BERT-family text encoder; `path=None` is all-MiniLM-L6-v2 from its wheel."""
+
+    path: Path | None = None
+    max_length: int = Field(64, ge=4, le=512)
+    pooling: Literal["mean", "cls"] = "mean"
+    prompt_layers: tuple[int, ...] = (0, 1, 2)
+
+    _layers = field_validator("prompt_layers")(_check_layers)
+
+
+RGB = tuple[float, float, float]
+
+
+class ImageTowerConfig(StrictModel):
+    """An image encoder: a CNN (EfficientNet-Lite, prompts on its pooled feature) or a ViT-family HF folder.
+
+    For `kind="efficientnet"`, `path` is a state-dict file (None: EfficientNet-Lite0 from its wheel);
+    for `kind="vit"` it is a transformers folder of ViT, DINOv2 or CLIP.
+    """
+
+    kind: Literal["efficientnet", "vit"] = "efficientnet"
+    path: Path | None = None
+    variant: str = "efficientnet-lite0"
+    image_size: int | None = Field(None, ge=8, le=1024)
+    width_coefficient: float | None = Field(None, gt=0)
+    depth_coefficient: float | None = Field(None, gt=0)
+    mean: RGB | None = None
+    std: RGB | None = None
+    prompt_layers: tuple[int, ...] = (0, 1, 2)
+
+    _layers = field_validator("prompt_layers")(_check_layers)
+
+    @field_validator("std")
+    @classmethod
+    def _positive_std(cls, std: RGB | None) -> RGB | None:
+        if std is not None and min(std) <= 0:
+            raise ValueError(f"std must be positive: {std}")
+        return std
+
+
+class BackboneConfig(StrictModel):
+    """Both towers, where their ONNX exports are cached, and the device they run on."""
+
+    text: TextTowerConfig = TextTowerConfig()
+    image: ImageTowerConfig = ImageTowerConfig()
+    onnx_cache_dir: Path | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    intra_op_threads: int | None = Field(None, ge=1, le=256)
+
+    def cache_dir(self) -> Path:
+        return self.onnx_cache_dir or Path.home() / ".cache" / "rebq-serve" / "onnx"

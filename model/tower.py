@@ -1,0 +1,81 @@
+"""The interface every frozen tower offers: preprocess, encode with optional prompts, export to ONNX."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from model.modality import Modality
+
+EXPORT_FORMAT_VERSION = "1"
+
+
+class PromptKind(enum.Enum):
+    """Where a tower takes its prompts."""
+
+    PREFIX = "prefix"  # key/value prefixes in some attention layers: prompt (Lp, 2, P, D)
+    FEATURE = "feature"  # added to the pooled feature: prompt (D,)
+
+
+class Tower(nn.Module):
+    """A frozen encoder. Subclasses set the class attributes and implement `forward` and `preprocess`.
+
+    `forward(*inputs, prompts)` takes the tensors named by `input_names` positionally (so that ONNX export
+    sees them) and returns `(B, D)` features.
+    """
+
+    modality: Modality
+    prompt_kind: PromptKind
+    input_names: tuple[str, ...]
+    feature_dim: int
+
+    def freeze(self) -> None:
+        """Frozen by construction: no tower parameter ever receives a gradient."""
+        for parameter in self.parameters():
+            parameter.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> Tower:
+        return super().train(False)  # dropout and batch-norm statistics stay as trained
+
+    def prompt_shape(self, length: int) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def preprocess(self, raw: Sequence[Any]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def empty_prompts(self, batch: int) -> torch.Tensor:
+        """Prompts that change nothing: zero-length prefixes, or a zero feature offset."""
+        return torch.zeros(batch, *self.prompt_shape(0))
+
+    def encode(self, inputs: dict[str, torch.Tensor], prompts: torch.Tensor | None = None) -> torch.Tensor:
+        """`(B, D)` features of preprocessed inputs, prompted when `prompts (B, *prompt_shape)` is given."""
+        batch = inputs[self.input_names[0]].shape[0]
+        if prompts is None:
+            prompts = self.empty_prompts(batch)
+        return self(*(inputs[name] for name in self.input_names), prompts)
+
+    def example_inputs(self, batch: int, prompt_length: int) -> dict[str, torch.Tensor]:
+        """Inputs used to trace the ONNX export."""
+        raise NotImplementedError
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """What a client or a manifest needs to know of the tower."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """A digest of the weights, the architecture and the prompt layout: equal digests, equal towers."""
+        digest = hashlib.sha256()
+        digest.update(f"{EXPORT_FORMAT_VERSION}|{type(self).__name__}|{self.describe()}".encode())
+        for name, tensor in sorted(self.state_dict().items()):
+            digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}".encode())
+            digest.update(tensor.detach().contiguous().cpu().numpy().tobytes())
+        return digest.hexdigest()[:32]

@@ -1,0 +1,1 @@
+"""The Ray Serve application, its configuration and the command line."""

@@ -1,0 +1,50 @@
+import json
+
+import yaml
+
+from serving.cli import main
+from serving.config import ConfigError, load_config
+
+
+def write_config(path, backbone_config):
+    path.write_text(yaml.safe_dump({"backbone": json.loads(backbone_config.model_dump_json())}))
+    return path
+
+
+def test_bench_towers_writes_json_and_table(tmp_path, tiny_config, capsys):
+    config = write_config(tmp_path / "config.yaml", tiny_config)
+    out = tmp_path / "towers.json"
+    assert main(["bench", "towers", "--out", str(out), "--repeats", "2", "--config", str(config)]) == 0
+    results = json.loads(out.read_text())
+    for modality in ("text", "image"):
+        for batch in ("batch_1", "batch_16"):
+            cell = results[modality][batch]
+            assert set(cell) == {"torch_ms", "onnx_ms", "onnx_prompted_ms"}
+            assert all(value > 0 for value in cell.values())
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split()[:2] == ["tower", "batch"]
+    assert len(table.splitlines()) == 5
+
+
+def test_bad_config_names_the_field(tmp_path, caplog):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("backbone:\n  text:\n    max_length: 2\n")
+    try:
+        load_config(bad)
+    except ConfigError as error:
+        assert "backbone.text.max_length" in str(error)
+    else:
+        raise AssertionError("a max_length of 2 was accepted")
+    assert main(["bench", "towers", "--out", str(tmp_path / "x.json"), "--config", str(bad)]) == 2
+    assert "backbone.text.max_length" in caplog.text
+
+
+def test_unknown_config_key_is_refused(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("backbone:\n  txt: {}\n")
+    try:
+        load_config(bad)
+    except ConfigError as error:
+        assert "backbone.txt" in str(error)
+    else:
+        raise AssertionError("an unknown key was accepted")

@@ -1,0 +1,128 @@
+import json
+import logging
+
+import pytest
+import torch
+
+from model.backbone import load_backbone
+from model.onnx_export import OnnxCache
+from model.onnx_tower import CPU, OnnxTower, choose_providers
+from tests.images import drawn_image
+
+# ONNX Runtime fuses and reorders float32 maths: features agree with torch to this tolerance.
+PARITY_ATOL = 1e-4
+
+TEXTS = ["a dog", "a small red bus in the city", "the moon", "a cake"]
+IMAGES = [drawn_image("disk"), drawn_image("stripes"), drawn_image("corner")]
+
+
+def both_runtimes(config):
+    return load_backbone(config, runtime="torch"), load_backbone(config, runtime="onnx")
+
+
+@pytest.fixture(scope="module")
+def cnn_pair(tiny_config):
+    return both_runtimes(tiny_config)
+
+
+@pytest.fixture(scope="module")
+def vit_pair(tiny_vit_config):
+    return both_runtimes(tiny_vit_config)
+
+
+def assert_parity(torch_tower, onnx_tower, raw, prompt_length):
+    inputs = torch_tower.preprocess(raw)
+    batch = len(raw)
+    for prompts in (None, torch.randn(batch, *torch_tower.prompt_shape(prompt_length)) * 0.5):
+        expected = torch_tower.encode(inputs, prompts)
+        got = onnx_tower.encode(inputs, prompts)
+        assert got.shape == expected.shape
+        torch.testing.assert_close(got, expected, atol=PARITY_ATOL, rtol=1e-4)
+
+
+@pytest.mark.parametrize("prompt_length", [0, 1, 5])
+def test_text_parity(cnn_pair, prompt_length):
+    torch_backbone, onnx_backbone = cnn_pair
+    assert_parity(torch_backbone.text, onnx_backbone.text, TEXTS, prompt_length)
+
+
+@pytest.mark.parametrize("prompt_length", [0, 3])
+def test_vit_parity(vit_pair, prompt_length):
+    torch_backbone, onnx_backbone = vit_pair
+    assert_parity(torch_backbone.image, onnx_backbone.image, IMAGES, prompt_length)
+
+
+def test_cnn_parity(cnn_pair):
+    torch_backbone, onnx_backbone = cnn_pair
+    assert_parity(torch_backbone.image, onnx_backbone.image, IMAGES, 0)
+
+
+def test_onnx_batch_of_one_and_prompts_matter(cnn_pair):
+    torch_backbone, onnx_backbone = cnn_pair
+    inputs = onnx_backbone.text.preprocess(["a frog"])
+    prompts = torch.randn(1, *onnx_backbone.text.prompt_shape(4))
+    plain, prompted = onnx_backbone.text.encode(inputs), onnx_backbone.text.encode(inputs, prompts)
+    assert plain.shape == (1, 16)
+    assert (plain - prompted).abs().max() > 1e-3
+
+
+def test_cpu_provider_here(cnn_pair):
+    _, onnx_backbone = cnn_pair
+    assert choose_providers("cpu") == [CPU]
+    assert onnx_backbone.text.providers[-1] == CPU
+    assert onnx_backbone.describe()["text"]["runtime"] == "onnxruntime"
+
+
+def test_cache_is_reused(tiny_config, cnn_pair, caplog):
+    torch_backbone, _ = cnn_pair
+    cache = OnnxCache(tiny_config.cache_dir())
+    path = cache.get_or_export(torch_backbone.text)
+    stamp = path.stat().st_mtime_ns
+    with caplog.at_level(logging.INFO, logger="model.onnx_export"):
+        again = cache.get_or_export(torch_backbone.text)
+    assert again == path and again.stat().st_mtime_ns == stamp
+    assert "exporting" not in caplog.text
+
+
+def test_corrupted_cache_is_rebuilt_not_used(tmp_path, cnn_pair, caplog):
+    torch_backbone, _ = cnn_pair
+    cache = OnnxCache(tmp_path)
+    path = cache.get_or_export(torch_backbone.text)
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) // 2])  # truncated
+    with caplog.at_level(logging.WARNING, logger="model.onnx_export"):
+        rebuilt = cache.get_or_export(torch_backbone.text)
+    assert "does not match its tower; rebuilding" in caplog.text
+    assert rebuilt.read_bytes() == good or len(rebuilt.read_bytes()) == len(good)
+    OnnxTower(torch_backbone.text, rebuilt, device="cpu")  # loads
+
+
+def test_cache_entry_of_another_fingerprint_is_not_used(tmp_path, cnn_pair):
+    torch_backbone, _ = cnn_pair
+    cache = OnnxCache(tmp_path)
+    path = cache.get_or_export(torch_backbone.text)
+    _, manifest_path = cache.entry(torch_backbone.text, torch_backbone.text.fingerprint())
+    manifest = json.loads(manifest_path.read_text())
+    manifest["fingerprint"] = "0" * 32
+    manifest_path.write_text(json.dumps(manifest))
+    assert cache.lookup(torch_backbone.text, torch_backbone.text.fingerprint()) is None
+    assert cache.get_or_export(torch_backbone.text) == path
+
+
+def test_fingerprint_follows_weights_and_config(tiny_root, tiny_config):
+    from model.config import TextTowerConfig
+    from model.text_tower import TextTower
+    from tests.tiny_towers import make_bert_folder
+
+    base = TextTower.load(tiny_config.text)
+    same = TextTower.load(tiny_config.text)
+    other_layers = TextTower.load(
+        TextTowerConfig(path=tiny_config.text.path, max_length=16, prompt_layers=(0,))
+    )
+    other_weights = TextTower.load(
+        TextTowerConfig(
+            path=make_bert_folder(tiny_root / "bert-seed1", seed=1), max_length=16, prompt_layers=(0, 1)
+        )
+    )
+    assert base.fingerprint() == same.fingerprint()
+    assert len({base.fingerprint(), other_layers.fingerprint(), other_weights.fingerprint()}) == 3
