@@ -58,9 +58,7 @@ def run_towers_benchmark(config: BackboneConfig, repeats: int) -> dict:
 
 
 def format_table(results: dict) -> str:
-    rows = [
-        f"{'tower':<6} {'batch':>5} {'torch ms':>10} {'onnx ms':>10} {'onnx+prompts ms':>16} {'speed-up':>9}"
-    ]
+    rows = [f"{'tower':<6} {'batch':>5} {'torch ms':>10} {'onnx ms':>10} {'onnx+prompts ms':>16} {'speed-up':>9}"]
     for modality in ("text", "image"):
         for batch in BATCH_SIZES:
             cell = results[modality][f"batch_{batch}"]

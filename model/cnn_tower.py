@@ -41,9 +41,7 @@ def build_efficientnet(config: ImageTowerConfig):
     try:
         return EfficientNet.from_name(config.variant, **overrides)
     except (NotImplementedError, ValueError) as error:
-        raise ValueError(
-            f"image tower variant: {config.variant!r} is not an EfficientNet: {error}"
-        ) from error
+        raise ValueError(f"image tower variant: {config.variant!r} is not an EfficientNet: {error}") from error
 
 
 class CnnTower(Tower):

@@ -74,3 +74,14 @@ class BackboneConfig(StrictModel):
 
     def cache_dir(self) -> Path:
         return self.onnx_cache_dir or Path.home() / ".cache" / "rebq-serve" / "onnx"
+
+
+class LearnerConfig(StrictModel):
+    """The growing parts: prompt pools, memory pools and the cosine head."""
+
+    components_per_task: int = Field(8, ge=1, le=256)
+    prompt_length: int = Field(8, ge=1, le=64)
+    memory_components_per_task: int = Field(8, ge=1, le=256)
+    memory_prompt_length: int = Field(8, ge=1, le=64)
+    head_scale: float = Field(16.0, gt=0)
+    prompts: bool = True  # false: no pools at all, only the head grows (an ablation)

@@ -61,11 +61,7 @@ def _encoder_layers(model: nn.Module) -> nn.ModuleList:
     """The ModuleList of transformer layers: as long as the config's `num_hidden_layers`."""
     count = model.config.num_hidden_layers
     for name, child in model.named_modules():
-        if (
-            isinstance(child, nn.ModuleList)
-            and len(child) == count
-            and name.split(".")[-1] in {"layer", "layers"}
-        ):
+        if isinstance(child, nn.ModuleList) and len(child) == count and name.split(".")[-1] in {"layer", "layers"}:
             return child
     raise ValueError(f"{type(model).__name__}: no list of {count} encoder layers found for prefix prompts")
 

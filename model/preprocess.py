@@ -69,9 +69,7 @@ class ImagePreprocessor:
         self.std = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)
 
     def one(self, image: Image.Image) -> np.ndarray:
-        square = pad_to_square(to_rgb_on_white(image)).resize(
-            (self.size, self.size), Image.Resampling.BILINEAR
-        )
+        square = pad_to_square(to_rgb_on_white(image)).resize((self.size, self.size), Image.Resampling.BILINEAR)
         pixels = np.asarray(square, dtype=np.float32).transpose(2, 0, 1) / 255.0  # (3, S, S)
         return (pixels - self.mean) / self.std
 

@@ -24,6 +24,37 @@ def _bench_towers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_cmml(args: argparse.Namespace) -> int:
+    from benchmarks import cmml
+    from serving.config import load_config
+
+    app = load_config(args.config)
+    config = cmml.CmmlConfig(
+        data=args.data,
+        tasks=args.tasks,
+        missing_rate=args.missing_rate,
+        missing_type=args.missing_type,
+        seeds=args.seeds,
+        min_per_class=args.min_per_class,
+        validation=args.validation,
+        learner=app.learner,
+        trainer=app.trainer,
+    )
+    results = cmml.main(config, app.backbone, args.out, args.plot)
+    sys.stdout.write(cmml.format_table(results) + "\n")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from serving.config import load_config
+    from updater.offline import train_offline
+
+    app = load_config(args.config)
+    for state in train_offline(args.data, args.state_dir, args.tasks, app):
+        sys.stdout.write(f"version {state.version}: {', '.join(state.manifest.tasks[-1].classes)}\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rebq-serve", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -36,6 +67,26 @@ def build_parser() -> argparse.ArgumentParser:
     bench_towers.add_argument("--repeats", type=int, default=20, help="timed calls per figure (median)")
     _add_config(bench_towers)
     bench_towers.set_defaults(handler=_bench_towers)
+
+    bench_cmml = benches.add_parser("cmml", help="continual missing-modality benchmark (RebQ protocol)")
+    bench_cmml.add_argument("--data", type=Path, required=True, help="JSONL data set")
+    bench_cmml.add_argument("--tasks", type=int, default=5)
+    bench_cmml.add_argument("--missing-rate", type=float, default=0.7)
+    bench_cmml.add_argument("--missing-type", choices=["both", "image", "text"], default="both")
+    bench_cmml.add_argument("--seeds", type=int, default=3)
+    bench_cmml.add_argument("--min-per-class", type=int, default=20)
+    bench_cmml.add_argument("--validation", action="store_true", help="score on a validation split of train")
+    bench_cmml.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    bench_cmml.add_argument("--plot", type=Path, help="PNG file to write")
+    _add_config(bench_cmml)
+    bench_cmml.set_defaults(handler=_bench_cmml)
+
+    train = commands.add_parser("train", help="learn a JSONL data set task by task, offline")
+    train.add_argument("--data", type=Path, required=True, help="JSONL data set")
+    train.add_argument("--state-dir", type=Path, required=True, help="where PromptState versions are written")
+    train.add_argument("--tasks", type=int, help="split the classes into this many tasks (without task fields)")
+    _add_config(train)
+    train.set_defaults(handler=_train)
     return parser
 
 
@@ -51,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.handler(args)
-    except (ConfigError, FileNotFoundError) as error:
+    except (ConfigError, FileNotFoundError, ValueError) as error:
         log.error("%s", error)
         return 2
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from model.config import BackboneConfig, StrictModel
+from model.config import BackboneConfig, LearnerConfig, StrictModel
+from updater.trainer import TrainerConfig
 
 
 class ConfigError(ValueError):
@@ -17,6 +18,8 @@ class ConfigError(ValueError):
 
 class AppConfig(StrictModel):
     backbone: BackboneConfig = BackboneConfig()
+    learner: LearnerConfig = LearnerConfig()
+    trainer: TrainerConfig = TrainerConfig()
 
 
 def load_config(path: Path | None) -> AppConfig:

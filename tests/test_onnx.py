@@ -116,9 +116,7 @@ def test_fingerprint_follows_weights_and_config(tiny_root, tiny_config):
 
     base = TextTower.load(tiny_config.text)
     same = TextTower.load(tiny_config.text)
-    other_layers = TextTower.load(
-        TextTowerConfig(path=tiny_config.text.path, max_length=16, prompt_layers=(0,))
-    )
+    other_layers = TextTower.load(TextTowerConfig(path=tiny_config.text.path, max_length=16, prompt_layers=(0,)))
     other_weights = TextTower.load(
         TextTowerConfig(
             path=make_bert_folder(tiny_root / "bert-seed1", seed=1), max_length=16, prompt_layers=(0, 1)

@@ -1,0 +1,134 @@
+"""Continual-learning metrics, all in percent.
+
+An accuracy matrix is a list of rows: row `t` holds `t + 1` accuracies, entry `j` being the accuracy on
+task `j` after learning task `t`.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from model.modality import Modality, missing_pattern
+
+Matrix = Sequence[Sequence[float]]
+MISSING_PATTERNS = ("complete", "image_missing", "text_missing")
+
+
+def accuracy(predictions: Sequence[str], labels: Sequence[str]) -> float:
+    """Percent of predictions equal to their label; nan when there are none."""
+    if len(predictions) != len(labels):
+        raise ValueError(f"{len(predictions)} predictions for {len(labels)} labels")
+    if not labels:
+        return math.nan
+    correct = sum(prediction == label for prediction, label in zip(predictions, labels, strict=True))
+    return 100.0 * correct / len(labels)
+
+
+def check_matrix(matrix: Matrix) -> None:
+    """Raise ValueError unless the matrix is non-empty and lower-triangular (row t has t + 1 entries)."""
+    if not matrix:
+        raise ValueError("the accuracy matrix is empty")
+    for task, row in enumerate(matrix):
+        if len(row) != task + 1:
+            raise ValueError(f"row {task} of the accuracy matrix has {len(row)} entries, expected {task + 1}")
+
+
+def average_performance(matrix: Matrix) -> float:
+    """Mean accuracy over all tasks seen, after the last task (the last row's mean)."""
+    check_matrix(matrix)
+    return statistics.fmean(matrix[-1])
+
+
+def forgetting(matrix: Matrix) -> float:
+    """Mean over the earlier tasks of (accuracy just after learning it - accuracy after the last task)."""
+    check_matrix(matrix)
+    last = len(matrix) - 1
+    if last == 0:
+        return 0.0
+    return statistics.fmean(matrix[task][task] - matrix[last][task] for task in range(last))
+
+
+def seen_task_means(matrix: Matrix) -> list[float]:
+    """The mean accuracy over the tasks seen so far, after each task (each row's mean)."""
+    check_matrix(matrix)
+    return [statistics.fmean(row) for row in matrix]
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and population standard deviation (ddof=0)."""
+    if not values:
+        raise ValueError("mean_std needs at least one value")
+    return statistics.fmean(values), statistics.pstdev(values)
+
+
+def by_missing_accuracy(
+    predictions: Sequence[str], labels: Sequence[str], presents: Sequence[Modality]
+) -> dict[str, float]:
+    """Accuracy of the complete, image-missing and text-missing samples apart; nan where there are none."""
+    if not len(predictions) == len(labels) == len(presents):
+        raise ValueError(
+            f"{len(predictions)} predictions, {len(labels)} labels and {len(presents)} presence flags"
+        )
+    pairs: dict[str, tuple[list[str], list[str]]] = {pattern: ([], []) for pattern in MISSING_PATTERNS}
+    for index, (prediction, label, present) in enumerate(zip(predictions, labels, presents, strict=True)):
+        pattern = missing_pattern(present)
+        if pattern not in pairs:
+            raise ValueError(f"presents[{index}] carries no modality")
+        pairs[pattern][0].append(prediction)
+        pairs[pattern][1].append(label)
+    return {pattern: accuracy(*pairs[pattern]) for pattern in MISSING_PATTERNS}
+
+
+def mean_matrix(matrices: Sequence[Matrix]) -> list[list[float]]:
+    """The elementwise mean of accuracy matrices of one shape."""
+    for matrix in matrices:
+        check_matrix(matrix)
+    shapes = {len(matrix) for matrix in matrices}
+    if len(shapes) != 1:
+        raise ValueError(f"accuracy matrices of different task counts cannot be averaged: {sorted(shapes)}")
+    return [
+        [statistics.fmean(matrix[task][seen] for matrix in matrices) for seen in range(task + 1)]
+        for task in range(len(matrices[0]))
+    ]
+
+
+def nan_mean(values: Sequence[float]) -> float:
+    """The mean of the values that are not nan; nan when none is."""
+    numbers = [value for value in values if not math.isnan(value)]
+    return statistics.fmean(numbers) if numbers else math.nan
+
+
+def mean_by_missing(by_missing: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Per key (in order of first appearance), the mean over runs, ignoring nan and absent keys."""
+    keys = list(dict.fromkeys(key for entry in by_missing for key in entry))
+    return {key: nan_mean([entry[key] for entry in by_missing if key in entry]) for key in keys}
+
+
+def summarise_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and spread over runs (seeds) of AP, forgetting, last-task accuracy, matrix and missing patterns.
+
+    Each run is `{"acc_matrix", "by_missing", "train_seconds"}`.
+    """
+    if not runs:
+        raise ValueError("summarise_runs needs at least one run")
+    for index, run in enumerate(runs):
+        absent = {"acc_matrix", "by_missing", "train_seconds"} - run.keys()
+        if absent:
+            raise ValueError(f"run {index} lacks {sorted(absent)}")
+    matrices = [run["acc_matrix"] for run in runs]
+    ap, ap_std = mean_std([average_performance(matrix) for matrix in matrices])
+    forgotten, forgotten_std = mean_std([forgetting(matrix) for matrix in matrices])
+    return {
+        "ap": ap,
+        "ap_std": ap_std,
+        "forgetting": forgotten,
+        "forgetting_std": forgotten_std,
+        "last": statistics.fmean(matrix[-1][-1] for matrix in matrices),
+        "acc_matrix": mean_matrix(matrices),
+        "by_missing": mean_by_missing([run["by_missing"] for run in runs]),
+        "train_seconds": statistics.fmean(run["train_seconds"] for run in runs),
+        "runs": len(runs),
+    }

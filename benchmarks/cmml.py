@@ -1,0 +1,199 @@
+"""`rebq-serve bench cmml`: the continual missing-modality benchmark of RebQ, four methods side by side.
+
+One run shares splits, missing tables and frozen features between the methods:
+- rebq: ours; - prompt_no_rec: the same pools, missing modalities filled with blank inputs, no
+reconstruction; - head_only: frozen features (blank-filled), no prompts, the head grown task after
+task; - joint: the rebq model trained on all tasks at once (the upper bound; its matrix rows are the
+one model's accuracies on the tasks).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Literal
+
+import torch
+from PIL import Image
+from pydantic import Field
+
+from benchmarks.cl_metrics import accuracy, by_missing_accuracy, summarise_runs
+from benchmarks.cmml_plot import plot_results
+from benchmarks.cmml_splits import (
+    draw_missing_table,
+    grouped_train_test_split,
+    keep_frequent_classes,
+    shuffled_class_order,
+)
+from benchmarks.feature_bank import encode_samples, fill_blanks, with_table
+from model.backbone import Backbone, load_backbone
+from model.batch import EncodedBatch
+from model.config import BackboneConfig, LearnerConfig, StrictModel
+from model.continual import ContinualModel
+from model.dataset import classes_in_order, load_jsonl, split_into_tasks
+from model.modality import Modality
+from updater.trainer import TrainerConfig, train_task
+
+log = logging.getLogger(__name__)
+
+METHODS = ("rebq", "prompt_no_rec", "head_only", "joint")
+
+
+class CmmlConfig(StrictModel):
+    data: Path
+    tasks: int = Field(5, ge=1)
+    missing_rate: float = Field(0.7, ge=0, le=1)
+    missing_type: Literal["both", "image", "text"] = "both"
+    seeds: int = Field(3, ge=1)
+    min_per_class: int = Field(20, ge=2)
+    test_fraction: float = Field(0.3, gt=0, lt=1)
+    validation: bool = False  # score on a validation split carved from the training data
+    methods: tuple[str, ...] = METHODS
+    learner: LearnerConfig = LearnerConfig()
+    trainer: TrainerConfig = TrainerConfig()
+
+
+def _predict(model: ContinualModel, batch: EncodedBatch, rows: torch.Tensor) -> list[str]:
+    return [prediction.labels[0] for prediction in model.predict(batch.select(rows), top_k=1)]
+
+
+def _presence(batch: EncodedBatch) -> list[Modality]:
+    image = [Modality.IMAGE if flag else Modality.NONE for flag in batch.has_image.tolist()]
+    return [
+        present | (Modality.TEXT if flag else Modality.NONE)
+        for present, flag in zip(image, batch.has_text.tolist(), strict=True)
+    ]
+
+
+class Split:
+    """One side of a split with its missing table applied: the batch, its labels, and what each row lacks."""
+
+    def __init__(self, batch: EncodedBatch, labels: list[str]):
+        self.batch, self.labels, self.presence = batch, labels, _presence(batch)
+
+    def rows(self, classes: list[str]) -> torch.Tensor:
+        wanted = set(classes)
+        return torch.tensor([i for i, label in enumerate(self.labels) if label in wanted], dtype=torch.long)
+
+    def blank_filled(self, blank: EncodedBatch) -> Split:
+        filled = Split(fill_blanks(self.batch, blank), self.labels)
+        filled.presence = self.presence
+        return filled
+
+    def accuracy(self, model: ContinualModel, classes: list[str]) -> float:
+        rows = self.rows(classes)
+        return accuracy(_predict(model, self.batch, rows), [self.labels[i] for i in rows])
+
+
+def run_method(
+    method: str,
+    backbone: Backbone,
+    config: CmmlConfig,
+    task_classes: list[list[str]],
+    train: Split,
+    test: Split,
+    seed: int,
+) -> dict:
+    """Train one method task after task (or jointly), testing it on every task seen after each one."""
+    learner = config.learner.model_copy(update={"prompts": method != "head_only"})
+    trainer = config.trainer.model_copy(update={"seed": seed})
+    if method in ("prompt_no_rec", "head_only"):
+        trainer = trainer.model_copy(update={"modality_drop": 0.0, "reconstruction_weight": 0.0})
+    model = ContinualModel(backbone, learner)
+    schedule = [sum(task_classes, [])] if method == "joint" else task_classes
+    matrix, seconds = [], 0.0
+    for index, classes in enumerate(schedule):
+        rows = train.rows(classes)
+        labels = [train.labels[i] for i in rows]
+        seconds += train_task(model, f"task-{index}", classes, train.batch.select(rows), labels, trainer).seconds
+        if method != "joint":
+            matrix.append([test.accuracy(model, task) for task in task_classes[: index + 1]])
+    if method == "joint":
+        final = [test.accuracy(model, task) for task in task_classes]
+        matrix = [final[: index + 1] for index in range(len(task_classes))]
+    seen = test.rows(sum(task_classes, []))
+    predictions = _predict(model, test.batch, seen)
+    by_missing = by_missing_accuracy(predictions, [test.labels[i] for i in seen], [test.presence[i] for i in seen])
+    return {"acc_matrix": matrix, "by_missing": by_missing, "train_seconds": seconds}
+
+
+def _blank_inputs(model: ContinualModel, size: int) -> EncodedBatch:
+    return model.encode([Image.new("RGB", (size, size), (255, 255, 255))], [""]).with_presence(
+        torch.tensor([True]), torch.tensor([True])
+    )
+
+
+def run_cmml(config: CmmlConfig, backbone_config: BackboneConfig) -> dict:
+    start = time.perf_counter()
+    samples = keep_frequent_classes(load_jsonl(config.data), config.min_per_class)
+    classes = classes_in_order(samples)
+    log.info("%d samples in %d classes with at least %d samples", len(samples), len(classes), config.min_per_class)
+    backbone = load_backbone(backbone_config, runtime="torch")
+    encoder = ContinualModel(load_backbone(backbone_config, runtime="onnx"), config.learner)
+    bank = encode_samples(encoder, samples)
+    blank = _blank_inputs(encoder, getattr(backbone.image, "image_size", 224))
+    index_of = {sample.id: i for i, sample in enumerate(samples)}
+    runs: dict[str, list[dict]] = {method: [] for method in config.methods}
+    for seed in range(config.seeds):
+        task_classes = split_into_tasks(shuffled_class_order(classes, seed), config.tasks)
+        train_samples, test_samples = grouped_train_test_split(samples, config.test_fraction, seed)
+        if config.validation:
+            train_samples, test_samples = grouped_train_test_split(
+                train_samples, config.test_fraction, seed + 1000
+            )
+        sides = []
+        for part, table_seed in ((train_samples, seed), (test_samples, seed + 500)):
+            rows = torch.tensor([index_of[sample.id] for sample in part])
+            table = draw_missing_table(len(part), config.missing_rate, config.missing_type, table_seed)
+            sides.append(Split(with_table(bank.select(rows), table), [sample.label for sample in part]))
+        train, test = sides
+        for method in config.methods:
+            log.info("seed %d/%d: %s", seed + 1, config.seeds, method)
+            if method in ("prompt_no_rec", "head_only"):
+                run = run_method(
+                    method,
+                    backbone,
+                    config,
+                    task_classes,
+                    train.blank_filled(blank),
+                    test.blank_filled(blank),
+                    seed,
+                )
+            else:
+                run = run_method(method, backbone, config, task_classes, train, test, seed)
+            runs[method].append(run)
+            log.info("seed %d %s: AP %.1f", seed, method, sum(run["acc_matrix"][-1]) / len(run["acc_matrix"][-1]))
+    return {
+        "config": {
+            **json.loads(config.model_dump_json()),
+            "classes": classes,
+            "samples": len(samples),
+            "backbone": backbone.describe(),
+            "seconds": time.perf_counter() - start,
+        },
+        "methods": {method: summarise_runs(method_runs) for method, method_runs in runs.items()},
+    }
+
+
+def format_table(results: dict) -> str:
+    header = ["method", "AP", "+-", "forgetting", "+-", "last", "complete", "img miss", "txt miss", "train s"]
+    lines = [" ".join(f"{name:>10}" for name in header)]
+    for method, summary in results["methods"].items():
+        missing = summary["by_missing"]
+        figures = [summary[key] for key in ("ap", "ap_std", "forgetting", "forgetting_std", "last")]
+        figures += [missing.get(key, float("nan")) for key in ("complete", "image_missing", "text_missing")]
+        figures.append(summary["train_seconds"])
+        lines.append(f"{method:>10} " + " ".join(f"{value:>10.1f}" for value in figures))
+    return "\n".join(lines)
+
+
+def main(config: CmmlConfig, backbone_config: BackboneConfig, out: Path, plot: Path | None) -> dict:
+    results = run_cmml(config, backbone_config)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    if plot is not None:
+        plot_results(results, plot)
+    log.info("cmml benchmark written to %s in %.0f s", out, results["config"]["seconds"])
+    return results

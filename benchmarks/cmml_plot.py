@@ -1,0 +1,108 @@
+"""A PNG of continual-learning results: one accuracy-matrix heatmap per method and their seen-task curves.
+
+matplotlib is a development extra: it is imported, with the Agg backend, only when a plot is made.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.cl_metrics import check_matrix, seen_task_means
+
+log = logging.getLogger(__name__)
+
+PANEL_WIDTH_INCHES = 4.5
+PANEL_HEIGHT_INCHES = 4.0
+DPI = 100
+
+
+def _square_matrix(matrix: list[list[float]]) -> np.ndarray:
+    """The lower-triangular accuracy matrix as a `(T, T)` array, nan above the diagonal."""
+    check_matrix(matrix)
+    tasks = len(matrix)
+    square = np.full((tasks, tasks), np.nan)  # (T, T): row = after task t, column = task j
+    for task, row in enumerate(matrix):
+        square[task, : task + 1] = row
+    return square
+
+
+def _method_title(name: str, summary: dict[str, Any]) -> str:
+    ap = f"AP {summary['ap']:.1f} ± {summary.get('ap_std', 0.0):.1f}"
+    forgotten = f"forgetting {summary['forgetting']:.1f} ± {summary.get('forgetting_std', 0.0):.1f}"
+    return f"{name}\n{ap}, {forgotten}"
+
+
+def _draw_heatmap(axes, name: str, summary: dict[str, Any]):
+    """One method's mean accuracy matrix, each cell annotated with its value; returns the image."""
+    square = _square_matrix(summary["acc_matrix"])
+    tasks = square.shape[0]
+    image = axes.imshow(np.ma.masked_invalid(square), cmap="viridis", vmin=0.0, vmax=100.0)
+    for task in range(tasks):
+        for seen in range(task + 1):
+            value = square[task, seen]
+            if math.isnan(value):
+                continue
+            colour = "black" if value > 60.0 else "white"
+            axes.text(seen, task, f"{value:.1f}", ha="center", va="center", color=colour, fontsize=8)
+    ticks = list(range(tasks))
+    labels = [str(task + 1) for task in ticks]
+    axes.set_xticks(ticks, labels)
+    axes.set_yticks(ticks, labels)
+    axes.set_xlabel("task evaluated")
+    axes.set_ylabel("after learning task")
+    axes.set_title(_method_title(name, summary), fontsize=9)
+    return image
+
+
+def _draw_seen_task_curves(axes, methods: dict[str, dict[str, Any]]) -> None:
+    """Each method's mean accuracy over the tasks seen so far, after each task, on one axes."""
+    most_tasks = 0
+    for name, summary in methods.items():
+        means = seen_task_means(summary["acc_matrix"])
+        most_tasks = max(most_tasks, len(means))
+        axes.plot(range(1, len(means) + 1), means, marker="o", label=name)
+    axes.set_xticks(range(1, most_tasks + 1))
+    axes.set_xlabel("after learning task")
+    axes.set_ylabel("average accuracy over seen tasks (%)")
+    axes.set_ylim(0.0, 100.0)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8)
+    axes.set_title("average accuracy over seen tasks", fontsize=9)
+
+
+def plot_results(results: dict[str, Any], path: Path) -> None:
+    """Write a PNG of `results["methods"]` (name -> summary from `summarise_runs`) to `path`.
+
+    The figure is `PANEL_WIDTH_INCHES * (methods + 1)` by `PANEL_HEIGHT_INCHES` inches at `DPI`.
+    """
+    methods: dict[str, dict[str, Any]] = results.get("methods") or {}
+    if not methods:
+        raise ValueError("results['methods'] holds no method to plot")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = len(methods) + 1
+    figure, axes = plt.subplots(
+        1, panels, figsize=(PANEL_WIDTH_INCHES * panels, PANEL_HEIGHT_INCHES), squeeze=False, layout="constrained"
+    )
+    heatmap_axes, curve_axes = list(axes[0][:-1]), axes[0][-1]
+    try:
+        images = [
+            _draw_heatmap(panel, name, summary)
+            for panel, (name, summary) in zip(heatmap_axes, methods.items(), strict=True)
+        ]
+        figure.colorbar(images[-1], ax=heatmap_axes, shrink=0.8, label="accuracy (%)")
+        _draw_seen_task_curves(curve_axes, methods)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=DPI, format="png")
+    finally:
+        plt.close(figure)
+    log.info("wrote %s", path)

@@ -1,0 +1,85 @@
+"""A learner bound to its backbone, class registry and version: what the trainer grows and a replica serves."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from model.backbone import Backbone
+from model.batch import EncodedBatch, encode_batch
+from model.config import LearnerConfig
+from model.rebq import LearnerOutput, RebQLearner
+from model.state import PromptState, TaskRecord, check_compatible, save_state
+
+
+@dataclass
+class Prediction:
+    labels: list[str]  # best first
+    scores: list[float]  # softmax probabilities, best first
+    reconstructed: bool
+
+
+class ContinualModel:
+    def __init__(self, backbone: Backbone, config: LearnerConfig):
+        self.backbone = backbone
+        self.config = config
+        self.learner = RebQLearner(backbone.image, backbone.text, config)
+        self.tasks: list[TaskRecord] = []
+        self.version = 0
+
+    @classmethod
+    def from_state(cls, backbone: Backbone, state: PromptState) -> ContinualModel:
+        """A model serving `state`; refused with a message naming the difference if it does not fit."""
+        model = cls(backbone, state.manifest.learner)
+        expected = model.learner.expected_shapes(len(state.manifest.tasks), len(state.manifest.classes))
+        check_compatible(state, backbone.fingerprint, state.manifest.learner, expected)
+        model.learner.import_tensors(state.tensors)
+        model.tasks = list(state.manifest.tasks)
+        model.version = state.version
+        return model
+
+    @property
+    def classes(self) -> list[str]:
+        return [name for task in self.tasks for name in task.classes]
+
+    def encode(self, images: Sequence[Image.Image | None], texts: Sequence[str | None]) -> EncodedBatch:
+        return encode_batch(self.backbone.image, self.backbone.text, images, texts)
+
+    def forward(self, batch: EncodedBatch) -> LearnerOutput:
+        return self.learner(batch)
+
+    def predict(self, batch: EncodedBatch, top_k: int) -> list[Prediction]:
+        if not self.tasks:
+            raise RuntimeError("no task has been learned yet")
+        with torch.no_grad():
+            output = self.learner(batch)
+        probabilities = output.logits.softmax(dim=-1)  # (B, C)
+        k = min(top_k, probabilities.shape[1])
+        scores, indices = probabilities.topk(k, dim=-1)  # (B, k)
+        classes = self.classes
+        return [
+            Prediction([classes[i] for i in row_indices], row_scores, bool(rebuilt))
+            for row_indices, row_scores, rebuilt in zip(
+                indices.tolist(), scores.tolist(), output.reconstructed.tolist(), strict=True
+            )
+        ]
+
+    def save(self, directory: Path, notes: dict[str, Any] | None = None) -> PromptState:
+        """Publish the current tensors as the next version in `directory`."""
+        state = save_state(
+            directory,
+            self.learner.export_tensors(),
+            version=self.version + 1,
+            backbone_fingerprint=self.backbone.fingerprint,
+            backbone=self.backbone.describe(),
+            learner=self.config,
+            tasks=self.tasks,
+            notes=notes,
+        )
+        self.version = state.version
+        return state

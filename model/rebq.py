@@ -1,0 +1,158 @@
+"""The RebQ learner on two frozen towers: reconstruct a missing query, query the pools, prompt, fuse, classify.
+
+For a batch with masks `has_image (B,)` and `has_text (B,)`, in one vectorised pass:
+1. the frozen queries `q_image`, `q_text` come with the batch (zero where missing);
+2. the memory pools, queried with the present modality, reconstruct a missing query: a prefix-prompted
+   text tower reads its memory prompts in a short prompt-only pass; a feature tower's memory prompt is
+   the reconstructed feature itself;
+3. each modality's pool is queried with the real or reconstructed query;
+4. prompted pass of each tower (a feature tower adds its prompt to its query); a missing modality keeps
+   its reconstructed query;
+5. the unit-norm features are concatenated and classified by one cosine head over every class seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.batch import EncodedBatch, scatter_rows
+from model.config import LearnerConfig
+from model.head import GrowingHead
+from model.prompt_pool import PromptPool
+from model.tower import PromptKind
+
+POOLS = ("image_pool", "text_pool", "image_memory", "text_memory")
+
+
+@dataclass
+class LearnerOutput:
+    logits: torch.Tensor  # (B, C)
+    fused: torch.Tensor  # (B, Di + Dt), unit norm
+    q_hat_image: torch.Tensor  # (B, Di) reconstructed image query, zero where not reconstructed
+    q_hat_text: torch.Tensor  # (B, Dt) reconstructed text query, zero where not reconstructed
+    reconstructed: torch.Tensor  # (B,) bool: a missing modality was reconstructed
+
+
+class RebQLearner(nn.Module):
+    """The trainable parts around two frozen towers (torch `Tower`s or `OnnxTower`s)."""
+
+    def __init__(self, image_tower, text_tower, config: LearnerConfig):
+        super().__init__()
+        self.config = config
+        self.image_tower, self.text_tower = image_tower, text_tower
+        image_dim, text_dim = image_tower.feature_dim, text_tower.feature_dim
+        self.image_pool = PromptPool(image_dim, image_tower.prompt_shape(config.prompt_length))
+        self.text_pool = PromptPool(text_dim, text_tower.prompt_shape(config.prompt_length))
+        # a memory pool is queried with the other modality and yields this modality's reconstruction prompt
+        self.image_memory = PromptPool(text_dim, self._memory_shape(image_tower))
+        self.text_memory = PromptPool(image_dim, self._memory_shape(text_tower))
+        self.head = GrowingHead(image_dim + text_dim, config.head_scale)
+
+    def _memory_shape(self, tower) -> tuple[int, ...]:
+        if self._reads_prompts(tower):
+            return tower.prompt_shape(self.config.memory_prompt_length)
+        return (tower.feature_dim,)
+
+    @staticmethod
+    def _reads_prompts(tower) -> bool:
+        """Whether the tower reconstructs by a prompt-only pass (a prefix-prompted tower with special tokens)."""
+        return tower.prompt_kind is PromptKind.PREFIX and hasattr(tower, "prompt_only_inputs")
+
+    def towers(self):
+        return {"image": self.image_tower, "text": self.text_tower}
+
+    # -- growth ---------------------------------------------------------------------------------------
+
+    def grow(self, class_rows: torch.Tensor, generator: torch.Generator) -> None:
+        """Open a task: new components in every pool, new head rows initialised from `class_rows (n, F)`."""
+        if self.config.prompts:
+            for name in ("image_pool", "text_pool"):
+                getattr(self, name).grow(self.config.components_per_task, generator)
+            for name in ("image_memory", "text_memory"):
+                getattr(self, name).grow(self.config.memory_components_per_task, generator)
+        self.head.grow(class_rows)
+
+    def freeze_current(self) -> None:
+        for name in POOLS:
+            getattr(self, name).freeze_current()
+        self.head.freeze_current()
+
+    # -- the forward ----------------------------------------------------------------------------------
+
+    def _reconstruct(self, tower, memory: PromptPool, other_query: torch.Tensor, rows: torch.Tensor):
+        """Reconstructed unit-norm queries `(b, D)` of `tower`'s modality for `rows`, from the other query."""
+        prompts = memory.prompts(other_query[rows]) if len(rows) else None
+        if prompts is None:
+            return torch.zeros(len(rows), tower.feature_dim)
+        if self._reads_prompts(tower):
+            return F.normalize(tower.encode(tower.prompt_only_inputs(len(rows)), prompts), dim=-1)
+        return prompts.reshape(len(rows), -1)
+
+    def _prompted(self, tower, pool: PromptPool, query, rows, inputs) -> torch.Tensor:
+        """Unit-norm prompted features `(b, D)` of the rows that have this modality."""
+        if len(rows) == 0:
+            return torch.zeros(0, tower.feature_dim)
+        prompts = pool.prompts(query[rows])
+        if prompts is None:  # an empty pool: the prompted pass would repeat the query pass
+            return query[rows]
+        if tower.prompt_kind is PromptKind.FEATURE:
+            return F.normalize(query[rows] + prompts, dim=-1)
+        picked = {name: tensor[rows] for name, tensor in inputs.items()}
+        return F.normalize(tower.encode(picked, prompts), dim=-1)
+
+    def forward(self, batch: EncodedBatch) -> LearnerOutput:
+        size = len(batch)
+        has_image, has_text = batch.has_image, batch.has_text
+        rebuild_image = (~has_image & has_text).nonzero().flatten()  # (b1,)
+        rebuild_text = (~has_text & has_image).nonzero().flatten()  # (b2,)
+        q_hat_image = scatter_rows(
+            self._reconstruct(self.image_tower, self.image_memory, batch.q_text, rebuild_image),
+            rebuild_image,
+            size,
+        )  # (B, Di)
+        q_hat_text = scatter_rows(
+            self._reconstruct(self.text_tower, self.text_memory, batch.q_image, rebuild_text), rebuild_text, size
+        )  # (B, Dt)
+        q_image = torch.where(has_image.unsqueeze(-1), batch.q_image, q_hat_image)  # (B, Di)
+        q_text = torch.where(has_text.unsqueeze(-1), batch.q_text, q_hat_text)  # (B, Dt)
+
+        image_rows, text_rows = has_image.nonzero().flatten(), has_text.nonzero().flatten()
+        text_inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        image_inputs = {"pixel_values": batch.pixel_values} if batch.pixel_values is not None else {}
+        f_image = self._prompted(self.image_tower, self.image_pool, q_image, image_rows, image_inputs)
+        f_text = self._prompted(self.text_tower, self.text_pool, q_text, text_rows, text_inputs)
+        f_image = torch.where(has_image.unsqueeze(-1), scatter_rows(f_image, image_rows, size), q_hat_image)
+        f_text = torch.where(has_text.unsqueeze(-1), scatter_rows(f_text, text_rows, size), q_hat_text)
+
+        fused = torch.cat([f_image, f_text], dim=-1) / 2**0.5  # (B, Di + Dt)
+        reconstructed = torch.zeros(size, dtype=torch.bool)
+        reconstructed[rebuild_image] = True
+        reconstructed[rebuild_text] = True
+        return LearnerOutput(self.head(fused), fused, q_hat_image, q_hat_text, reconstructed)
+
+    # -- saving ---------------------------------------------------------------------------------------
+
+    def export_tensors(self) -> dict[str, torch.Tensor]:
+        tensors = self.head.export_tensors()
+        for name in POOLS:
+            tensors.update(getattr(self, name).export_tensors(name))
+        return tensors
+
+    def expected_shapes(self, tasks: int, classes: int) -> dict[str, tuple[int, ...]]:
+        shapes = {"head.weight": (classes, self.head.feature_dim)}
+        for name in POOLS:
+            per_task = self.config.components_per_task
+            if name.endswith("memory"):
+                per_task = self.config.memory_components_per_task
+            per_task = per_task if self.config.prompts else 0
+            shapes.update(getattr(self, name).expected_shapes(name, tasks * per_task))
+        return shapes
+
+    def import_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.head.import_tensors(tensors)
+        for name in POOLS:
+            getattr(self, name).import_tensors(name, tensors)

@@ -1,0 +1,97 @@
+import json
+
+import yaml
+
+from model.state import latest_state, list_versions
+from serving.cli import main
+from tests.learning_data import samples
+
+
+def write_dataset(folder, classes, per_class=6, task_names=None):
+    images, texts, labels = samples(classes, per_class=per_class)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for index, (image, text, label) in enumerate(zip(images, texts, labels, strict=True)):
+        image.save(folder / "images" / f"{index}.png")
+        record = {"id": f"s{index}", "image": f"images/{index}.png", "text": text, "label": label}
+        if task_names:
+            record["task"] = task_names[label]
+        lines.append(json.dumps(record))
+    path = folder / "samples.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_config(path, backbone_config, epochs=3):
+    config = {
+        "backbone": json.loads(backbone_config.model_dump_json()),
+        "learner": {
+            "components_per_task": 2,
+            "prompt_length": 2,
+            "memory_components_per_task": 2,
+            "memory_prompt_length": 2,
+        },
+        "trainer": {"epochs": epochs, "batch_size": 8},
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_train_writes_one_version_per_task_and_resumes(tmp_path, tiny_config, capsys):
+    data = write_dataset(tmp_path / "data", ["dog", "bus", "tree", "cake"])
+    config = write_config(tmp_path / "config.yaml", tiny_config)
+    state_dir = tmp_path / "state"
+    args = ["train", "--data", str(data), "--state-dir", str(state_dir), "--tasks", "2", "--config", str(config)]
+    assert main(args) == 0
+    assert list_versions(state_dir) == [1, 2]
+    state = latest_state(state_dir)
+    assert [task.classes for task in state.manifest.tasks] == [("dog", "bus"), ("tree", "cake")]
+    assert state.manifest.notes["training"]["samples"] == 12
+    assert capsys.readouterr().out.splitlines() == ["version 1: dog, bus", "version 2: tree, cake"]
+    assert main(args) == 0  # everything learned already: no new version
+    assert list_versions(state_dir) == [1, 2]
+
+
+def test_train_follows_task_fields(tmp_path, tiny_config):
+    names = {"dog": "pets", "bus": "roads", "tree": "pets"}
+    data = write_dataset(tmp_path / "data", ["dog", "bus", "tree"], per_class=3, task_names=names)
+    config = write_config(tmp_path / "config.yaml", tiny_config, epochs=1)
+    assert main(["train", "--data", str(data), "--state-dir", str(tmp_path / "s"), "--config", str(config)]) == 0
+    tasks = latest_state(tmp_path / "s").manifest.tasks
+    assert [(task.name, task.classes) for task in tasks] == [("pets", ("dog", "tree")), ("roads", ("bus",))]
+
+
+def test_bench_cmml_runs_every_method(tmp_path, tiny_config, capsys):
+    data = write_dataset(tmp_path / "data", ["dog", "bus", "tree", "cake"], per_class=6)
+    config = write_config(tmp_path / "config.yaml", tiny_config, epochs=1)
+    out, plot = tmp_path / "cmml.json", tmp_path / "cmml.png"
+    args = [
+        "bench",
+        "cmml",
+        "--data",
+        str(data),
+        "--tasks",
+        "2",
+        "--seeds",
+        "1",
+        "--min-per-class",
+        "4",
+        "--missing-rate",
+        "0.5",
+        "--out",
+        str(out),
+        "--plot",
+        str(plot),
+        "--config",
+        str(config),
+    ]
+    assert main(args) == 0
+    results = json.loads(out.read_text())
+    assert set(results["methods"]) == {"rebq", "prompt_no_rec", "head_only", "joint"}
+    for summary in results["methods"].values():
+        assert len(summary["acc_matrix"]) == 2 and len(summary["acc_matrix"][1]) == 2
+        assert 0 <= summary["ap"] <= 100
+        assert set(summary["by_missing"]) >= {"complete", "image_missing", "text_missing"}
+    assert results["methods"]["joint"]["forgetting"] == 0.0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert capsys.readouterr().out.splitlines()[0].split()[:2] == ["method", "AP"]

@@ -1,0 +1,51 @@
+"""`rebq-serve train`: learn a JSONL data set task by task, writing one PromptState version per task."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+from model.backbone import load_backbone
+from model.continual import ContinualModel
+from model.dataset import Sample, classes_in_order, load_image, load_jsonl, split_into_tasks
+from model.state import PromptState, latest_state
+from updater.trainer import train_task
+
+log = logging.getLogger(__name__)
+
+
+def group_into_tasks(samples: list[Sample], tasks: int | None) -> list[tuple[str, list[Sample]]]:
+    """By the samples' `task` fields when they all have one, else the classes split into `tasks` in order."""
+    named = [sample.task for sample in samples]
+    if any(named):
+        if not all(named):
+            missing = next(sample.id for sample in samples if not sample.task)
+            raise ValueError(f"sample {missing!r} has no task field while others have one")
+        if tasks is not None:
+            raise ValueError("--tasks cannot be used with a data set whose samples name their task")
+        order = list(dict.fromkeys(named))
+        return [(name, [sample for sample in samples if sample.task == name]) for name in order]
+    groups = split_into_tasks(classes_in_order(samples), tasks or 1)
+    return [
+        (f"task-{index}", [sample for sample in samples if sample.label in set(classes)])
+        for index, classes in enumerate(groups)
+    ]
+
+
+def train_offline(data: Path, state_dir: Path, tasks: int | None, app) -> Iterator[PromptState]:
+    """Continue from the latest version in `state_dir` (if any) and publish one version per new task."""
+    samples = load_jsonl(data)
+    backbone = load_backbone(app.backbone, runtime="torch")
+    latest = latest_state(state_dir)
+    model = ContinualModel.from_state(backbone, latest) if latest else ContinualModel(backbone, app.learner)
+    for name, members in group_into_tasks(samples, tasks):
+        classes = classes_in_order(members)
+        if set(classes) <= set(model.classes):
+            log.info("task %s: its classes are learned already; skipped", name)
+            continue
+        images = [load_image(sample) if sample.image_path else None for sample in members]
+        batch = model.encode(images, [sample.text for sample in members])
+        result = train_task(model, name, classes, batch, [sample.label for sample in members], app.trainer)
+        yield model.save(state_dir, notes={"training": asdict(result), "data": str(data)})

@@ -1,0 +1,131 @@
+"""Train one new task (pure torch, no Ray): masked cross-entropy plus reconstruction on dropped modalities.
+
+The frozen, prompt-independent queries arrive precomputed in an `EncodedBatch`, once per sample; each
+step re-runs only what depends on the prompts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from tqdm.auto import tqdm
+
+from model.batch import EncodedBatch
+from model.config import StrictModel
+from model.continual import ContinualModel
+from model.state import TaskRecord
+
+log = logging.getLogger(__name__)
+
+
+class TrainerConfig(StrictModel):
+    epochs: int = Field(8, ge=1, le=1000)
+    batch_size: int = Field(32, ge=1, le=4096)
+    learning_rate: float = Field(0.01, gt=0, le=1)
+    reconstruction_weight: float = Field(1.0, ge=0)
+    modality_drop: float = Field(0.5, ge=0, le=1)
+    seed: int = 0
+
+
+@dataclass
+class TrainingResult:
+    task: str
+    classes: list[str]
+    samples: int
+    steps: int
+    seconds: float
+    loss: float
+
+
+def class_prototypes(
+    model: ContinualModel, batch: EncodedBatch, targets: torch.Tensor, count: int
+) -> torch.Tensor:
+    """Mean fused feature of each new class `(count, F)`, from complete samples where a class has some."""
+    with torch.no_grad():
+        fused = model.forward(batch).fused  # (N, F)
+    complete = batch.has_image & batch.has_text  # (N,)
+    rows = []
+    for index in range(count):
+        members = targets == index
+        chosen = members & complete if (members & complete).any() else members
+        rows.append(fused[chosen].mean(0))
+    return torch.stack(rows)  # (count, F)
+
+
+def drop_modalities(batch: EncodedBatch, rate: float, generator: torch.Generator):
+    """Hide one modality of some complete rows: which rows lost their image, which their text."""
+    complete = batch.has_image & batch.has_text  # (B,)
+    dropped = complete & (torch.rand(len(batch), generator=generator) < rate)  # (B,)
+    lose_image = dropped & (torch.rand(len(batch), generator=generator) < 0.5)  # (B,)
+    lose_text = dropped & ~lose_image  # (B,)
+    return batch.with_presence(batch.has_image & ~lose_image, batch.has_text & ~lose_text), lose_image, lose_text
+
+
+def reconstruction_loss(output, truth: EncodedBatch, lose_image: torch.Tensor, lose_text: torch.Tensor):
+    """Mean squared distance of reconstructed to true queries, over the rows that lost a modality."""
+    terms = []
+    if lose_image.any():
+        terms.append((output.q_hat_image[lose_image] - truth.q_image[lose_image]).pow(2).sum(-1))
+    if lose_text.any():
+        terms.append((output.q_hat_text[lose_text] - truth.q_text[lose_text]).pow(2).sum(-1))
+    return torch.cat(terms).mean() if terms else torch.zeros(())
+
+
+def train_task(
+    model: ContinualModel,
+    name: str,
+    classes: list[str],
+    batch: EncodedBatch,
+    labels: list[str],
+    config: TrainerConfig,
+    progress: bool = True,
+) -> TrainingResult:
+    """Grow `model` by one task of `classes` and train it on `batch` with `labels`; old parts stay frozen."""
+    start = time.perf_counter()
+    known = set(model.classes)
+    if known & set(classes):
+        raise ValueError(f"task {name!r}: classes {sorted(known & set(classes))} were learned already")
+    targets = torch.tensor([classes.index(label) for label in labels])  # (N,) index among the new classes
+    generator = torch.Generator().manual_seed(config.seed + 1000 * len(model.tasks))
+    torch.manual_seed(config.seed)
+    model.learner.grow(class_prototypes(model, batch, targets, len(classes)), generator)
+    first_new = len(model.classes)
+    model.tasks.append(TaskRecord(name=name, classes=tuple(classes)))
+    trainable = [parameter for parameter in model.learner.parameters() if parameter.requires_grad]
+    optimiser = torch.optim.Adam(trainable, lr=config.learning_rate)
+    steps_per_epoch = -(-len(batch) // config.batch_size)
+    bar = tqdm(total=config.epochs * steps_per_epoch, desc=f"task {name}", disable=not progress, leave=False)
+    loss_value, steps = float("nan"), 0
+    for _ in range(config.epochs):
+        order = torch.randperm(len(batch), generator=generator)
+        for chunk in order.split(config.batch_size):
+            truth = batch.select(chunk)
+            seen, lose_image, lose_text = drop_modalities(truth, config.modality_drop, generator)
+            output = model.forward(seen)
+            logits = output.logits[:, first_new:]  # older classes' logits masked out
+            loss = F.cross_entropy(logits, targets[chunk])
+            loss = loss + config.reconstruction_weight * reconstruction_loss(output, truth, lose_image, lose_text)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            loss_value, steps = float(loss.detach()), steps + 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.3f}")
+    bar.close()
+    model.learner.freeze_current()
+    seconds = time.perf_counter() - start
+    log.info(
+        "task %s: %d classes, %d samples, %d steps, %.1f s, loss %.3f",
+        name,
+        len(classes),
+        len(batch),
+        steps,
+        seconds,
+        loss_value,
+    )
+    return TrainingResult(name, list(classes), len(batch), steps, seconds, loss_value)
