@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 class TrainerConfig(StrictModel):
     epochs: int = Field(8, ge=1, le=1000)
     batch_size: int = Field(32, ge=1, le=4096)
-    learning_rate: float = Field(0.01, gt=0, le=1)
+    learning_rate: float = Field(0.001, gt=0, le=1)
     reconstruction_weight: float = Field(1.0, ge=0)
     modality_drop: float = Field(0.5, ge=0, le=1)
     seed: int = 0
