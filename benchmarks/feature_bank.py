@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from model.batch import EncodedBatch
 from model.continual import ContinualModel
 from model.dataset import Sample, load_image
-from model.modality import Modality
+from model.modality import Modality, presence_masks
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,7 @@ def encode_samples(model: ContinualModel, samples: Sequence[Sample], progress: b
 
 def with_table(batch: EncodedBatch, table: Sequence[Modality]) -> EncodedBatch:
     """Hide the modalities a missing table takes away."""
-    keep_image = torch.tensor([bool(present & Modality.IMAGE) for present in table])  # (N,)
-    keep_text = torch.tensor([bool(present & Modality.TEXT) for present in table])  # (N,)
+    keep_image, keep_text = presence_masks(table)  # (N,), (N,)
     return batch.with_presence(batch.has_image & keep_image, batch.has_text & keep_text)
 
 
