@@ -13,6 +13,7 @@ from PIL import Image
 from model.backbone import Backbone
 from model.batch import EncodedBatch, encode_batch
 from model.config import LearnerConfig
+from model.published import next_version, publish
 from model.rebq import LearnerOutput, RebQLearner
 from model.state import PromptState, TaskRecord, check_compatible, save_state
 
@@ -69,12 +70,12 @@ class ContinualModel:
             )
         ]
 
-    def save(self, directory: Path, notes: dict[str, Any] | None = None) -> PromptState:
-        """Publish the current tensors as the next version in `directory`."""
+    def save(self, directory: Path, notes: dict[str, Any] | None = None, publish_it: bool = True) -> PromptState:
+        """Write the current tensors as the next version in `directory` and, unless told not to, publish it."""
         state = save_state(
             directory,
             self.learner.export_tensors(),
-            version=self.version + 1,
+            version=next_version(directory),
             backbone_fingerprint=self.backbone.fingerprint,
             backbone=self.backbone.describe(),
             learner=self.config,
@@ -82,4 +83,6 @@ class ContinualModel:
             notes=notes,
         )
         self.version = state.version
+        if publish_it:
+            publish(directory, state.version)
         return state

@@ -45,6 +45,26 @@ def _bench_cmml(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_load(args: argparse.Namespace) -> int:
+    from benchmarks import load
+    from serving.config import load_config
+
+    app = load_config(args.config)
+    if args.state_dir:
+        app = app.with_overrides(state_dir=args.state_dir)
+    config = load.LoadConfig(
+        url=args.url,
+        concurrency=args.concurrency,
+        requests=args.requests,
+        mix=load.parse_mix(args.mix),
+        data=args.data,
+        single_requests=args.single_requests,
+    )
+    result = load.main(config, app, args.out)
+    sys.stdout.write(load.format_report(result) + "\n")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from serving.config import load_config
     from updater.offline import train_offline
@@ -53,6 +73,33 @@ def _train(args: argparse.Namespace) -> int:
     for state in train_offline(args.data, args.state_dir, args.tasks, app):
         sys.stdout.write(f"version {state.version}: {', '.join(state.manifest.tasks[-1].classes)}\n")
     return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from serving.config import load_config
+    from serving.launcher import serve_until_signalled
+
+    app = load_config(args.config).with_overrides(
+        device=args.device,
+        host=args.host,
+        port=args.port,
+        replicas=args.replicas,
+        state_dir=args.state_dir.resolve() if args.state_dir else None,
+    )
+    if not app.server.state_dir.is_absolute():
+        app = app.with_overrides(state_dir=app.server.state_dir.resolve())
+
+    def announce(where) -> None:
+        sys.stdout.write(
+            f"rebq-serve is up: serving {app.server.state_dir}\n"
+            f"  API      {where.api}/v1/predict\n"
+            f"  docs     {where.docs}\n"
+            f"  metrics  {where.metrics}\n"
+            "Ctrl-C stops it.\n"
+        )
+        sys.stdout.flush()
+
+    return serve_until_signalled(app, announce)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,18 +128,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(bench_cmml)
     bench_cmml.set_defaults(handler=_bench_cmml)
 
+    bench_load = benches.add_parser("load", help="a running server under load, beside the pipeline in-process")
+    bench_load.add_argument("--url", default="http://127.0.0.1:8000", help="the running server")
+    bench_load.add_argument("--concurrency", type=int, default=8, help="requests in flight")
+    bench_load.add_argument("--requests", type=int, default=400, help="requests to send (after a warm-up)")
+    bench_load.add_argument("--mix", default="complete=0.4,image=0.3,text=0.3", help="shares of missing patterns")
+    bench_load.add_argument("--data", type=Path, required=True, help="JSONL data set the requests are made from")
+    bench_load.add_argument("--single-requests", type=int, default=40, help="one-at-a-time requests timed")
+    bench_load.add_argument("--state-dir", type=Path, help="the server's state directory, for the in-process run")
+    bench_load.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    _add_config(bench_load)
+    bench_load.set_defaults(handler=_bench_load)
+
     train = commands.add_parser("train", help="learn a JSONL data set task by task, offline")
     train.add_argument("--data", type=Path, required=True, help="JSONL data set")
     train.add_argument("--state-dir", type=Path, required=True, help="where PromptState versions are written")
     train.add_argument("--tasks", type=int, help="split the classes into this many tasks (without task fields)")
     _add_config(train)
     train.set_defaults(handler=_train)
+
+    serve = commands.add_parser("serve", help="start a local Ray on 127.0.0.1 and serve the HTTP API")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="HTTP port (default 8000)")
+    serve.add_argument("--state-dir", type=Path, help="where PromptState versions are read (default ./state)")
+    serve.add_argument("--replicas", type=int, help="number of replicas (default 1)")
+    serve.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the towers run (default auto)")
+    _add_config(serve)
+    serve.set_defaults(handler=_serve)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read by Ray at import: stay on loopback
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -102,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.handler(args)
-    except (ConfigError, FileNotFoundError, ValueError) as error:
+    except (ConfigError, FileNotFoundError, ValueError, TimeoutError) as error:
         log.error("%s", error)
         return 2
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import yaml
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from model.config import BackboneConfig, LearnerConfig, StrictModel
 from updater.trainer import TrainerConfig
@@ -16,10 +16,71 @@ class ConfigError(ValueError):
     """A configuration file that cannot be read or does not validate; the message names the field."""
 
 
+MIB = 1024 * 1024
+
+
+class LimitsConfig(StrictModel):
+    """What one request may carry; over a limit is a 413 that names it."""
+
+    max_body_bytes: int = Field(8 * MIB, ge=1024)
+    max_image_bytes: int = Field(4 * MIB, ge=1024)  # after base64 decoding
+    max_image_pixels: int = Field(16_000_000, ge=64)  # checked from the header, before decoding
+    max_text_chars: int = Field(2000, ge=1)
+    max_top_k: int = Field(100, ge=1)
+
+
+class BatchingConfig(StrictModel):
+    """Serve's dynamic batching: a batch runs when full or when the oldest request waited this long."""
+
+    max_batch_size: int = Field(16, ge=1, le=1024)
+    wait_timeout_s: float = Field(0.005, ge=0, le=10)
+
+
+class ServerConfig(StrictModel):
+    """The HTTP server and its replicas; command line flags override these."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    state_dir: Path = Path("state")
+    replicas: int = Field(1, ge=1, le=256)
+    cpus_per_replica: float = Field(1.0, ge=0)
+    gpus_per_replica: float | None = Field(None, ge=0)  # None: 1 with device cuda, else 0
+    max_ongoing_requests: int = Field(64, ge=1)
+    state_poll_s: float = Field(0.2, gt=0, le=60)  # how often a replica looks for a newly published version
+    batching: BatchingConfig = BatchingConfig()
+    limits: LimitsConfig = LimitsConfig()
+
+
+class RayConfig(StrictModel):
+    """The local Ray that `rebq-serve serve` starts (always on 127.0.0.1)."""
+
+    num_cpus: int | None = Field(None, ge=1)  # None: this machine's cores
+    object_store_memory: int = Field(256 * MIB, ge=80 * MIB)
+    temp_dir: Path = Path("/tmp/rebq-serve-ray")
+    metrics_port: int = Field(8080, ge=1, le=65535)
+    log_to_driver: bool = False
+
+
 class AppConfig(StrictModel):
     backbone: BackboneConfig = BackboneConfig()
     learner: LearnerConfig = LearnerConfig()
     trainer: TrainerConfig = TrainerConfig()
+    server: ServerConfig = ServerConfig()
+    ray: RayConfig = RayConfig()
+
+    def with_overrides(self, device: str | None = None, **server_changes) -> AppConfig:
+        """A copy with command line flags applied (None leaves a value as configured), validated again."""
+        changes = {name: value for name, value in server_changes.items() if value is not None}
+        server = ServerConfig.model_validate({**self.server.model_dump(), **changes})
+        backbone = self.backbone
+        if device is not None:
+            backbone = BackboneConfig.model_validate({**self.backbone.model_dump(), "device": device})
+        return self.model_copy(update={"server": server, "backbone": backbone})
+
+    def replica_gpus(self) -> float:
+        if self.server.gpus_per_replica is not None:
+            return self.server.gpus_per_replica
+        return 1.0 if self.backbone.device == "cuda" else 0.0
 
 
 def load_config(path: Path | None) -> AppConfig:

@@ -1,9 +1,13 @@
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Ray reads it once, at import: keep it on loopback
 
 from model.backbone import load_backbone  # noqa: E402
 from tests.tiny_towers import tiny_backbone_config  # noqa: E402
@@ -32,3 +36,18 @@ def tiny_backbone(tiny_config):
 @pytest.fixture(scope="session")
 def tiny_vit_backbone(tiny_vit_config):
     return load_backbone(tiny_vit_config)
+
+
+@pytest.fixture(scope="session")
+def live_server(tiny_config, tiny_backbone, tmp_path_factory):
+    """A real local Ray serving tiny towers; started on first use, stopped at the end of the session."""
+    from serving.launcher import shutdown
+    from tests.live_server import start_live_server
+
+    state_dir = tmp_path_factory.mktemp("live-state")
+    ray_dir = Path(tempfile.mkdtemp(prefix="rebq-ray-"))  # short: Ray's socket paths must fit in 107 bytes
+    try:
+        yield start_live_server(tiny_config, tiny_backbone, state_dir, ray_dir)
+    finally:
+        shutdown()
+        shutil.rmtree(ray_dir, ignore_errors=True)

@@ -27,3 +27,22 @@ def samples(labels, per_class=6, missing=None):
         else:
             texts[row] = None
     return images, texts, out_labels
+
+
+def write_jsonl_dataset(folder, labels, per_class=4, task=None):
+    """A JSONL data set of `samples(labels)` with PNG files beside it, as a user's would be; its path."""
+    import json
+
+    images, texts, out_labels = samples(labels, per_class)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for index, (image, text, label) in enumerate(zip(images, texts, out_labels, strict=True)):
+        name = f"images/{label}-{index}.png"
+        image.save(folder / name, format="PNG")
+        line = {"id": f"{label}-{index}", "image": name, "text": text, "label": label}
+        if task:
+            line["task"] = task
+        lines.append(json.dumps(line))
+    path = folder / "samples.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -3,12 +3,14 @@ import torch
 
 from model.config import LearnerConfig
 from model.continual import ContinualModel
+from model.published import POINTER_FILE, load_published, next_version, publish, published_version
 from model.state import (
     StateError,
     StateMismatchError,
     latest_state,
     list_versions,
     load_state,
+    save_state,
     version_folder,
 )
 from tests.learning_data import samples
@@ -52,9 +54,34 @@ def test_versions_increase_and_never_overwrite(tmp_path, trained):
     trained.save(tmp_path)
     assert list_versions(tmp_path) == [1, 2]
     assert latest_state(tmp_path).version == 2
-    trained.version = 1
+    trained.version = 1  # as after a rollback to version 1: the next version still goes above all others
+    assert trained.save(tmp_path).version == 3 and published_version(tmp_path) == 3
     with pytest.raises(FileExistsError):
-        trained.save(tmp_path)
+        save_state(
+            tmp_path,
+            trained.learner.export_tensors(),
+            version=2,
+            backbone_fingerprint="x",
+            backbone={},
+            learner=trained.config,
+            tasks=trained.tasks,
+        )
+
+
+def test_publish_names_the_served_version(tmp_path, trained):
+    trained.version = 0
+    trained.save(tmp_path)
+    trained.save(tmp_path, publish_it=False)
+    assert published_version(tmp_path) == 1 and load_published(tmp_path).version == 1
+    publish(tmp_path, 2)
+    assert published_version(tmp_path) == 2
+    with pytest.raises(StateError):
+        publish(tmp_path, 7)
+    assert published_version(tmp_path) == 2
+    (tmp_path / POINTER_FILE).write_text("{not json")
+    assert published_version(tmp_path) == 2  # an unreadable pointer falls back to the newest version
+    (tmp_path / POINTER_FILE).unlink()
+    assert published_version(tmp_path) == 2 and next_version(tmp_path) == 3
 
 
 def test_other_towers_are_refused(tmp_path, trained, tiny_vit_backbone):

@@ -1,0 +1,121 @@
+"""The Ray Serve shell around `Predictor`: one deployment that is the HTTP ingress and batches predictions.
+
+Each replica holds the ONNX Runtime towers and the installed PromptState. Requests are batched by
+`@serve.batch`; a batch is computed on one worker thread, so the event loop keeps accepting and
+decoding requests meanwhile. A watcher thread installs each newly published version between batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ray import serve
+from ray.serve import Application
+
+from serving.config import AppConfig
+from serving.decode import DecodedSample
+from serving.http_api import build_http_app
+from serving.metrics import ReplicaMetrics
+from serving.predictor import Predictor
+from serving.schemas import ModelInfo, PredictResponse
+
+log = logging.getLogger(__name__)
+
+DEPLOYMENT_NAME = "rebq"
+APP_NAME = "rebq"
+
+
+def bind_replica_grpc_to_loopback() -> None:
+    """On a loopback-only node, keep Serve's inter-deployment gRPC server off the outward interfaces.
+
+    Serve 2.60 binds it to `[::]:0` with no option to change that; it starts right after the replica's
+    constructor, so this wraps the function it calls to bind there. Only when Ray itself is kept on
+    loopback (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`); a real cluster keeps Serve's default.
+    """
+    if os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") != "0":
+        return
+    from ray.serve._private import replica
+
+    bind = replica.add_port_to_grpc_server
+    if getattr(bind, "loopback_only", False):
+        return
+
+    def bind_on_loopback(server, address: str):
+        return bind(server, address.replace("[::]:", "127.0.0.1:"))
+
+    bind_on_loopback.loopback_only = True
+    replica.add_port_to_grpc_server = bind_on_loopback
+
+
+@serve.deployment(name=DEPLOYMENT_NAME)
+@serve.ingress()
+class RebqReplica:
+    def __init__(self, config: AppConfig):
+        bind_replica_grpc_to_loopback()
+        self.config = config
+        self.predictor = Predictor.load(config)
+        self.metrics = ReplicaMetrics()
+        self.metrics.version.set(self.predictor.version)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rebq-batch")
+        self._predict_batch.set_max_batch_size(config.server.batching.max_batch_size)
+        self._predict_batch.set_batch_wait_timeout_s(config.server.batching.wait_timeout_s)
+        self._stopping = threading.Event()
+        self._watcher = threading.Thread(target=self._watch_published, name="rebq-state-watcher", daemon=True)
+        self._watcher.start()
+
+    def __serve_build_asgi_app__(self):
+        return build_http_app(self, self.config.server.limits)
+
+    def _watch_published(self) -> None:
+        """Install each newly published version; a broken one is logged and the old one kept."""
+        while not self._stopping.wait(self.config.server.state_poll_s):
+            start = time.perf_counter()
+            try:
+                swapped = self.predictor.refresh()
+            except Exception:  # a watcher that dies would freeze the version; keep it alive and loud
+                log.exception("looking for a new PromptState failed")
+                continue
+            if swapped:
+                self.metrics.observe_swap(self.predictor.version, time.perf_counter() - start)
+
+    async def predict(self, sample: DecodedSample) -> tuple[PredictResponse, int]:
+        return await self._predict_batch(sample)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def _predict_batch(self, samples: list[DecodedSample]) -> list[tuple[PredictResponse, int]]:
+        start = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        answers = await loop.run_in_executor(self.executor, self.predictor.predict_batch, samples)
+        rebuilt = [answer.missing[0] for answer in answers if answer.reconstructed]
+        self.metrics.observe_batch(
+            len(samples), time.perf_counter() - start, rebuilt.count("image"), rebuilt.count("text")
+        )
+        return [(answer, len(samples)) for answer in answers]
+
+    def model_info(self) -> ModelInfo:
+        return self.predictor.model_info()
+
+    def observe(self, route: str, status: int, pattern: str, seconds: float) -> None:
+        self.metrics.observe_request(route, status, pattern, seconds)
+
+    def check_health(self) -> None:
+        if not self._watcher.is_alive():
+            raise RuntimeError("the PromptState watcher thread has stopped")
+
+    def __del__(self) -> None:
+        self._stopping.set()
+        self.executor.shutdown(wait=False)
+
+
+def build_app(config: AppConfig) -> Application:
+    """The application for `serve.run`, with replicas, resources and concurrency from `config.server`."""
+    return RebqReplica.options(
+        num_replicas=config.server.replicas,
+        max_ongoing_requests=config.server.max_ongoing_requests,
+        ray_actor_options={"num_cpus": config.server.cpus_per_replica, "num_gpus": config.replica_gpus()},
+    ).bind(config)

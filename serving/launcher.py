@@ -1,0 +1,136 @@
+"""`rebq-serve serve`: a local Ray on loopback, the application deployed, and a clean stop on a signal.
+
+Ray binds to the machine's outward address unless told otherwise; `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`
+set before it starts, with the node and dashboard addresses at 127.0.0.1, keeps every listener local.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from serving.config import AppConfig, RayConfig
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+LOOPBACK_ONLY_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@dataclass(frozen=True)
+class Addresses:
+    api: str
+    docs: str
+    metrics: str
+
+
+def addresses(config: AppConfig) -> Addresses:
+    api = f"http://{config.server.host}:{config.server.port}"
+    return Addresses(api=api, docs=f"{api}/docs", metrics=f"http://{LOOPBACK}:{config.ray.metrics_port}/metrics")
+
+
+def keep_ray_on_loopback() -> None:
+    """Must run before `ray` is first imported: Ray reads this variable once, at import."""
+    if "ray" in sys.modules and os.environ.get(LOOPBACK_ONLY_VARIABLE) != "0":
+        log.warning("ray was imported before %s=0 was set; it may listen beyond loopback", LOOPBACK_ONLY_VARIABLE)
+    os.environ[LOOPBACK_ONLY_VARIABLE] = "0"
+
+
+def start_local_ray(config: RayConfig) -> None:
+    """A one-node Ray whose every listener is on 127.0.0.1."""
+    keep_ray_on_loopback()
+    import ray
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    config.temp_dir.mkdir(parents=True, exist_ok=True)
+    ray.init(
+        _node_ip_address=LOOPBACK,
+        dashboard_host=LOOPBACK,
+        include_dashboard=False,
+        num_cpus=config.num_cpus or os.cpu_count(),
+        object_store_memory=config.object_store_memory,
+        _temp_dir=str(config.temp_dir),
+        _metrics_export_port=config.metrics_port,
+        log_to_driver=config.log_to_driver,
+        configure_logging=False,
+    )
+
+
+def deploy(config: AppConfig) -> None:
+    """Start Serve's HTTP proxy on the configured address and deploy the application."""
+    from ray import serve
+
+    from serving.deployment import APP_NAME, build_app
+
+    serve.start(http_options={"host": config.server.host, "port": config.server.port})
+    serve.run(build_app(config), name=APP_NAME, route_prefix="/", blocking=False)
+
+
+def wait_until_healthy(url: str, timeout_s: float, stop: threading.Event | None = None) -> None:
+    """Poll `url`/healthz until it answers 200 (or `stop` is set)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not (stop and stop.is_set()):
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.25)
+    if stop and stop.is_set():
+        return
+    raise TimeoutError(f"{url}/healthz did not answer 200 within {timeout_s:.0f} s")
+
+
+def shutdown() -> None:
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+
+
+def check_host(host: str) -> None:
+    if host not in (LOOPBACK, "localhost", "::1"):
+        raise ValueError(
+            f"host {host}: only loopback is served for now; put a reverse proxy with TLS in front to reach others"
+        )
+
+
+def serve_until_signalled(
+    config: AppConfig, announce: Callable[[Addresses], None], ready_timeout_s: float = 300
+) -> int:
+    """Run the server until SIGINT or SIGTERM, then stop Serve and Ray; returns the exit code.
+
+    The handlers are installed after Ray starts: its core worker installs its own for SIGTERM.
+    """
+    check_host(config.server.host)
+    stop = threading.Event()
+    previous = {}
+    try:
+        start_local_ray(config.ray)
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        deploy(config)
+        where = addresses(config)
+        wait_until_healthy(where.api, ready_timeout_s, stop)
+        if not stop.is_set():
+            announce(where)
+            stop.wait()
+        log.info("stopping")
+        return 0
+    finally:
+        shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

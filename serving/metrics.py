@@ -1,0 +1,59 @@
+"""Every metric a replica reports, declared here and nowhere else.
+
+They go through `ray.serve.metrics`, so Ray tags them with application, deployment and replica and
+exports them on each node's metrics port (Ray prefixes the names with `ray_`).
+"""
+
+from __future__ import annotations
+
+from ray.serve.metrics import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS_S = [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
+BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+SWAP_BUCKETS_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
+
+
+class ReplicaMetrics:
+    """Created inside a replica (Serve's tags need its context)."""
+
+    def __init__(self) -> None:
+        self.requests = Counter(
+            "rebq_requests", "HTTP requests answered, by route, status and missing pattern",
+            tag_keys=("route", "status", "missing"),
+        )
+        self.request_latency = Histogram(
+            "rebq_request_latency_s", "Time in the replica from request to answer, seconds",
+            boundaries=LATENCY_BUCKETS_S, tag_keys=("route",),
+        )
+        self.model_latency = Histogram(
+            "rebq_model_latency_s", "Time to compute one batch (towers, pools, head), seconds",
+            boundaries=LATENCY_BUCKETS_S,
+        )
+        self.batch_size = Histogram("rebq_batch_size", "Samples per computed batch", boundaries=BATCH_BUCKETS)
+        self.reconstructions = Counter(
+            "rebq_reconstructions", "Missing modalities reconstructed, by the modality rebuilt",
+            tag_keys=("modality",),
+        )
+        self.version = Gauge("rebq_model_version", "PromptState version this replica serves (0: none)")
+        self.swaps = Counter("rebq_swaps", "PromptState versions installed by this replica")
+        self.swap_latency = Histogram(
+            "rebq_swap_latency_s", "Time to load, check and install a new version, seconds",
+            boundaries=SWAP_BUCKETS_S,
+        )
+
+    def observe_request(self, route: str, status: int, missing: str, seconds: float) -> None:
+        self.requests.inc(tags={"route": route, "status": str(status), "missing": missing})
+        self.request_latency.observe(seconds, tags={"route": route})
+
+    def observe_batch(self, size: int, seconds: float, rebuilt_images: int, rebuilt_texts: int) -> None:
+        self.batch_size.observe(size)
+        self.model_latency.observe(seconds)
+        if rebuilt_images:
+            self.reconstructions.inc(rebuilt_images, tags={"modality": "image"})
+        if rebuilt_texts:
+            self.reconstructions.inc(rebuilt_texts, tags={"modality": "text"})
+
+    def observe_swap(self, version: int, seconds: float) -> None:
+        self.version.set(version)
+        self.swaps.inc()
+        self.swap_latency.observe(seconds)

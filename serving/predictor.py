@@ -1,0 +1,107 @@
+"""What a replica does, in plain Python: hold the towers and the installed model, answer batches, swap versions.
+
+A swap replaces one reference. `predict_batch` reads that reference once, so every answer of a batch
+comes from one version, the one it names; a swap lands between two batches, never inside one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from model.backbone import Backbone, load_backbone
+from model.continual import ContinualModel
+from model.published import published_version
+from model.state import PromptState, StateError, StateMismatchError, list_versions, load_state, version_folder
+from serving.config import AppConfig
+from serving.decode import DecodedSample
+from serving.schemas import ModelInfo, PredictResponse, Scored, TaskInfo
+
+log = logging.getLogger(__name__)
+
+
+class NoModelError(RuntimeError):
+    """No task has been learned yet, so there is nothing to predict with."""
+
+
+class Predictor:
+    def __init__(self, backbone: Backbone, state_dir: Path):
+        self.backbone = backbone
+        self.state_dir = Path(state_dir)
+        self._model: ContinualModel | None = None
+        self._refused: set[int] = set()
+        self._refresh_lock = threading.Lock()
+
+    @classmethod
+    def load(cls, config: AppConfig, state_dir: Path | None = None) -> Predictor:
+        """ONNX Runtime towers from the export cache, and the published version if there is one."""
+        predictor = cls(load_backbone(config.backbone, runtime="onnx"), state_dir or config.server.state_dir)
+        predictor.refresh()
+        return predictor
+
+    @property
+    def version(self) -> int:
+        model = self._model
+        return model.version if model is not None else 0
+
+    @property
+    def model(self) -> ContinualModel | None:
+        return self._model
+
+    def install(self, state: PromptState) -> None:
+        """Check `state` against the towers and make it the one served (refused states raise)."""
+        model = ContinualModel.from_state(self.backbone, state)
+        self._model = model  # the swap: one reference, read once per batch
+        log.info("serving PromptState version %d (%d classes)", state.version, len(model.classes))
+
+    def refresh(self) -> bool:
+        """Install the published version if it differs from the one served; True when it swapped."""
+        with self._refresh_lock:
+            wanted = published_version(self.state_dir)
+            if wanted is None or wanted == self.version or wanted in self._refused:
+                return False
+            if self._try_install(wanted):
+                return True
+            if self._model is None:  # nothing served yet: the newest version that does load
+                return any(self._try_install(v) for v in reversed(list_versions(self.state_dir)) if v != wanted)
+            return False
+
+    def _try_install(self, version: int) -> bool:
+        if version in self._refused:
+            return False
+        try:
+            self.install(load_state(version_folder(self.state_dir, version)))
+            return True
+        except (StateError, StateMismatchError) as error:
+            log.error("PromptState version %d refused, still serving version %d: %s", version, self.version, error)
+            self._refused.add(version)
+            return False
+
+    def predict_batch(self, samples: Sequence[DecodedSample]) -> list[PredictResponse]:
+        """Answers in the order of `samples`, all computed by the one model installed when the batch began."""
+        model = self._model
+        if model is None:
+            raise NoModelError("no task has been learned yet: train or feed one first")
+        encoded = model.encode([sample.image for sample in samples], [sample.text for sample in samples])
+        predictions = model.predict(encoded, max(sample.top_k for sample in samples))
+        return [
+            PredictResponse(
+                label=prediction.labels[0],
+                score=prediction.scores[0],
+                top_k=[
+                    Scored(label=label, score=score)
+                    for label, score in zip(prediction.labels[: sample.top_k], prediction.scores, strict=False)
+                ],
+                missing=sample.missing,
+                reconstructed=prediction.reconstructed,
+                model_version=model.version,
+            )
+            for sample, prediction in zip(samples, predictions, strict=True)
+        ]
+
+    def model_info(self) -> ModelInfo:
+        model = self._model
+        tasks = [TaskInfo(name=task.name, classes=list(task.classes)) for task in model.tasks] if model else []
+        return ModelInfo(version=model.version if model else 0, tasks=tasks, backbone=self.backbone.describe())

@@ -1,0 +1,72 @@
+"""One real local Ray and one deployed rebq-serve, started once per test session, all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from model.backbone import Backbone
+from serving.config import AppConfig, BatchingConfig, RayConfig
+from tests.served_state import learn_and_publish, tiny_app_config
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    config: AppConfig
+    url: str
+    metrics_url: str
+    state_dir: Path
+    torch_backbone: Backbone
+    first_answer: httpx.Response  # to a prediction sent before any task was learned
+
+    def get(self, path: str, **kwargs) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=30, **kwargs)
+
+    def post(self, path: str, **kwargs) -> httpx.Response:
+        return httpx.post(self.url + path, timeout=30, **kwargs)
+
+    def wait_for_version(self, version: int, timeout_s: float = 30) -> float:
+        """Seconds until /v1/model names `version`."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout_s:
+            if self.get("/v1/model").json()["version"] == version:
+                return time.monotonic() - start
+            time.sleep(0.05)
+        raise AssertionError(f"version {version} not served within {timeout_s} s")
+
+
+def live_config(backbone_config, state_dir: Path, temp_dir: Path) -> AppConfig:
+    config = tiny_app_config(
+        backbone_config,
+        state_dir,
+        port=free_port(),
+        state_poll_s=0.1,
+        batching=BatchingConfig(max_batch_size=8, wait_timeout_s=0.05),
+    )
+    ray = RayConfig(num_cpus=2, temp_dir=temp_dir, metrics_port=free_port())
+    return config.model_copy(update={"ray": ray})
+
+
+def start_live_server(backbone_config, torch_backbone: Backbone, state_dir: Path, temp_dir: Path) -> LiveServer:
+    from serving.launcher import addresses, deploy, start_local_ray, wait_until_healthy
+
+    config = live_config(backbone_config, state_dir, temp_dir)
+    start_local_ray(config.ray)
+    deploy(config)
+    where = addresses(config)
+    wait_until_healthy(where.api, timeout_s=180)
+    first = httpx.post(where.api + "/v1/predict", json={"text": "a red dog"}, timeout=30)
+    learn_and_publish(torch_backbone, state_dir, "first", ["dog", "bus"])
+    server = LiveServer(config, where.api, where.metrics, state_dir, torch_backbone, first)
+    server.wait_for_version(1)
+    return server

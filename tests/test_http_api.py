@@ -1,0 +1,141 @@
+"""The HTTP layer over an in-process backend: status codes, bodies and limits, without Ray."""
+
+import asyncio
+import base64
+import shutil
+
+import httpx
+import pytest
+
+from serving.config import LimitsConfig
+from serving.http_api import BATCH_SIZE_HEADER, build_http_app
+from serving.predictor import Predictor
+from tests.images import drawn_image, image_bytes
+from tests.served_state import learn_and_publish, tiny_app_config
+
+LIMITS = LimitsConfig(max_body_bytes=40_000, max_image_bytes=20_000, max_image_pixels=100 * 100, max_text_chars=40)
+PNG = image_bytes(drawn_image("disk", 48))
+
+
+class InProcessBackend:
+    """One sample per batch, observations kept for the tests to read."""
+
+    def __init__(self, predictor: Predictor):
+        self.predictor = predictor
+        self.observed: list[tuple[str, int, str]] = []
+
+    async def predict(self, sample):
+        answers = await asyncio.to_thread(self.predictor.predict_batch, [sample])
+        return answers[0], 1
+
+    def model_info(self):
+        return self.predictor.model_info()
+
+    def observe(self, route, status, pattern, seconds):
+        assert seconds >= 0
+        self.observed.append((route, status, pattern))
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory, tiny_backbone):
+    folder = tmp_path_factory.mktemp("http-state")
+    learn_and_publish(tiny_backbone, folder, "first", ["dog", "bus"])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def onnx_predictor(tiny_config, published):
+    predictor = Predictor.load(tiny_app_config(tiny_config, published))
+    assert predictor.version == 1
+    return predictor
+
+
+def call(backend, method: str, path: str, **kwargs) -> httpx.Response:
+    async def go():
+        transport = httpx.ASGITransport(app=build_http_app(backend, LIMITS))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.request(method, path, **kwargs)
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def backend(onnx_predictor):
+    return InProcessBackend(onnx_predictor)
+
+
+def test_json_predict_each_pattern(backend):
+    b64 = base64.b64encode(PNG).decode()
+    for body, missing, pattern in (
+        ({"text": "a red dog", "image": b64}, [], "complete"),
+        ({"text": "a red dog"}, ["image"], "image_missing"),
+        ({"image": b64, "top_k": 1}, ["text"], "text_missing"),
+    ):
+        response = call(backend, "POST", "/v1/predict", json=body)
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert answer["missing"] == missing and answer["model_version"] == 1
+        assert answer["reconstructed"] == bool(missing) and answer["label"] in {"dog", "bus"}
+        assert len(answer["top_k"]) == body.get("top_k", 2) and response.headers[BATCH_SIZE_HEADER] == "1"
+        assert backend.observed[-1] == ("/v1/predict", 200, pattern)
+
+
+def test_multipart_predict(backend):
+    response = call(backend, "POST", "/v1/predict", data={"text": "a blue bus"}, files={"image": ("b.png", PNG)})
+    assert response.status_code == 200 and response.json()["missing"] == []
+    image_only = call(backend, "POST", "/v1/predict", files={"image": ("b.png", PNG, "image/png")})
+    assert image_only.status_code == 200 and image_only.json()["missing"] == ["text"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "field"),
+    [
+        ({"json": {}}, 422, "image"),
+        ({"json": {"text": "x", "extra": 1}}, 422, "extra"),
+        ({"json": {"image": "%%%"}}, 422, "image"),
+        ({"json": {"image": base64.b64encode(b"plain text").decode()}}, 422, "image"),
+        ({"json": {"text": "x", "top_k": 0}}, 422, "top_k"),
+        ({"json": {"text": "x" * 41}}, 413, "text"),
+        ({"json": {"image": base64.b64encode(image_bytes(drawn_image("disk", 101))).decode()}}, 413, "image"),
+        ({"content": b"{" + b" " * 50_000 + b"}", "headers": {"content-type": "application/json"}}, 413, None),
+        ({"content": b"t=hi", "headers": {"content-type": "text/plain"}}, 415, "content-type"),
+        ({"content": b"--x\r\nbroken", "headers": {"content-type": "multipart/form-data"}}, 422, None),
+        ({"data": {"text": "x", "mood": "happy"}, "files": {"image": ("a.png", PNG)}}, 422, "mood"),
+        ({"data": {"text": "x"}, "files": {"picture": ("a.png", PNG)}}, 422, "picture"),
+    ],
+)
+def test_refusals_name_the_field(backend, kwargs, status, field):
+    response = call(backend, "POST", "/v1/predict", **kwargs)
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["field"] == field and body["detail"]
+    if field:
+        assert field in body["detail"]
+    assert backend.observed[-1][1] == status
+
+
+def test_conflict_before_any_task(tiny_config, tmp_path):
+    empty = InProcessBackend(Predictor.load(tiny_app_config(tiny_config, tmp_path)))
+    response = call(empty, "POST", "/v1/predict", json={"text": "a dog"})
+    assert response.status_code == 409 and "no task has been learned" in response.json()["detail"]
+    assert call(empty, "GET", "/healthz").json() == {"status": "ok", "version": 0}
+
+
+def test_model_info_and_docs(backend, published):
+    info = call(backend, "GET", "/v1/model").json()
+    assert info["version"] == 1 and info["tasks"] == [{"name": "first", "classes": ["dog", "bus"]}]
+    assert info["backbone"]["text"]["runtime"] == "onnxruntime"
+    schema = call(backend, "GET", "/openapi.json").json()
+    content = schema["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
+    assert set(content) == {"application/json", "multipart/form-data"}
+    assert call(backend, "GET", "/docs").status_code == 200
+
+
+def test_rollback_shows_in_the_api(onnx_predictor, tiny_backbone, tmp_path, published):
+    state = shutil.copytree(published, tmp_path / "state")
+    learn_and_publish(tiny_backbone, state, "second", ["tree", "cake"])
+    predictor = Predictor(onnx_predictor.backbone, state)
+    predictor.refresh()
+    backend = InProcessBackend(predictor)
+    assert call(backend, "GET", "/v1/model").json()["version"] == 2
+    assert call(backend, "POST", "/v1/predict", json={"text": "a green tree"}).json()["model_version"] == 2

@@ -1,0 +1,69 @@
+"""The README's examples, run: the configuration is the defaults, every command parses, the API answers."""
+
+import json
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from serving.cli import build_parser
+from serving.config import AppConfig
+from tests.images import drawn_image
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+TEXT = README.read_text()
+
+
+def fenced_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", TEXT, flags=re.S)
+
+
+def block_after(marker: str) -> str:
+    start = TEXT.index(marker)
+    return re.search(r"```\w*\n(.*?)```", TEXT[start:], flags=re.S).group(1)
+
+
+def commands(block: str) -> list[str]:
+    """Shell lines with continuations joined and comments dropped."""
+    joined = re.sub(r"\\\n\s*", " ", block)
+    return [line.strip() for line in joined.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def test_configuration_block_is_the_defaults():
+    (block,) = [b for b in fenced_blocks("yaml") if b.startswith("backbone:")]
+    assert AppConfig.model_validate(yaml.safe_load(block)) == AppConfig()
+
+
+def test_every_documented_command_parses():
+    parser = build_parser()
+    lines = [line for block in fenced_blocks("sh") for line in commands(block) if "rebq-serve " in line]
+    assert len(lines) >= 6
+    for line in lines:
+        words = shlex.split(re.sub(r"\[([^\]]*)\]", lambda m: m.group(1).split("|")[0], line))
+        arguments = words[words.index(next(w for w in words if w.endswith("rebq-serve"))) + 1 :]
+        parser.parse_args(arguments)  # exits (fails the test) on an unknown flag or choice
+
+
+def test_api_examples_answer(live_server, tmp_path):
+    image = tmp_path / "picture.jpg"
+    drawn_image("disk", 64).save(image, format="JPEG")
+    lines = commands(block_after("<!-- README example: api -->"))
+    assert lines[0].startswith("IMG=")
+    answers = []
+    for line in lines[1:]:
+        run = line.replace("http://127.0.0.1:8000", live_server.url)
+        result = subprocess.run(
+            ["bash", "-c", run], capture_output=True, text=True, timeout=60, env={**os.environ, "IMG": str(image)}
+        )
+        assert result.returncode == 0, result.stderr
+        answers.append(json.loads(result.stdout))
+    both, text_only, image_only, model, refused = answers
+    classes = sum(len(task["classes"]) for task in model["tasks"])
+    assert both["missing"] == [] and len(both["top_k"]) == min(3, classes)
+    assert text_only["missing"] == ["image"] and text_only["reconstructed"] is True
+    assert image_only["missing"] == ["text"] and len(image_only["top_k"]) == 2
+    assert model["version"] == both["model_version"] and model["tasks"]
+    assert refused == {"field": "image", "detail": "image and text are both missing: send at least one of them"}

@@ -1,0 +1,133 @@
+"""The server on a real local Ray: every pattern, every refusal, batching, swaps, metrics, loopback only."""
+
+import base64
+import os
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from benchmarks.processes import RAY_PROCESS_WORDS, processes_matching
+from model.published import publish
+from serving.http_api import BATCH_SIZE_HEADER
+from tests.images import drawn_image, image_bytes
+from tests.served_state import learn_and_publish
+from tests.sockets import tcp_endpoints
+
+PNG = image_bytes(drawn_image("disk", 48))
+B64 = base64.b64encode(PNG).decode()
+
+
+def test_conflict_before_the_first_task(live_server):
+    assert live_server.first_answer.status_code == 409
+    assert "no task has been learned" in live_server.first_answer.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "missing"),
+    [({"text": "a red dog", "image": B64}, []), ({"text": "a blue bus"}, ["image"]), ({"image": B64}, ["text"])],
+)
+def test_each_missing_pattern_is_answered(live_server, body, missing):
+    response = live_server.post("/v1/predict", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["missing"] == missing and answer["reconstructed"] == bool(missing)
+    assert answer["label"] in {"dog", "bus", "tree", "cake"} and answer["model_version"] >= 1
+    assert answer["top_k"][0] == {"label": answer["label"], "score": answer["score"]}
+
+
+def test_multipart_upload(live_server):
+    form = {"text": "a red dog", "top_k": "1"}
+    response = live_server.post("/v1/predict", data=form, files={"image": ("d.png", PNG)})
+    assert response.status_code == 200 and len(response.json()["top_k"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "field"),
+    [
+        ({"json": {"text": None, "image": None}}, 422, "image"),
+        ({"json": {"image": "***"}}, 422, "image"),
+        ({"json": {"image": base64.b64encode(b"GIF? no").decode()}}, 422, "image"),
+        ({"json": {"text": "x", "unknown": True}}, 422, "unknown"),
+        ({"json": {"text": "x", "top_k": 1000}}, 422, "top_k"),
+        ({"json": {"text": "x" * 2001}}, 413, "text"),
+        ({"content": b" " * (9 * 1024 * 1024), "headers": {"content-type": "application/json"}}, 413, None),
+        ({"data": {"text": "x", "colour": "red"}, "files": {"image": ("d.png", PNG)}}, 422, "colour"),
+    ],
+)
+def test_refusals_through_the_proxy(live_server, kwargs, status, field):
+    response = live_server.post("/v1/predict", **kwargs)
+    assert response.status_code == status and response.json()["field"] == field, response.text
+
+
+def test_concurrent_requests_are_batched(live_server):
+    bodies = [{"text": f"a red dog {'.' * i}", "image": B64 if i % 2 else None} for i in range(16)]
+    with ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(lambda body: live_server.post("/v1/predict", json=body), bodies))
+    assert [response.status_code for response in responses] == [200] * 16
+    sizes = [int(response.headers[BATCH_SIZE_HEADER]) for response in responses]
+    assert max(sizes) > 1 and max(sizes) <= live_server.config.server.batching.max_batch_size
+
+
+def test_a_published_version_reaches_the_replica_and_rollback_returns(live_server):
+    learn_and_publish(live_server.torch_backbone, live_server.state_dir, "second", ["tree", "cake"])
+    assert live_server.wait_for_version(2) < 5
+    info = live_server.get("/v1/model").json()
+    assert [task["name"] for task in info["tasks"]] == ["first", "second"]
+    assert live_server.post("/v1/predict", json={"text": "a green tree"}).json()["model_version"] == 2
+    publish(live_server.state_dir, 1)
+    live_server.wait_for_version(1)
+    answer = live_server.post("/v1/predict", json={"text": "a green tree"}).json()
+    assert answer["model_version"] == 1 and answer["label"] in {"dog", "bus"}
+    publish(live_server.state_dir, 2)
+    live_server.wait_for_version(2)
+
+
+def test_health_and_docs(live_server):
+    assert live_server.get("/healthz").status_code == 200
+    assert "/v1/predict" in live_server.get("/openapi.json").json()["paths"]
+
+
+def request_counts(metrics_text: str) -> dict[tuple[str, str], float]:
+    """(status, missing) -> requests counted over all replicas, from Prometheus text."""
+    counts: dict[tuple[str, str], float] = {}
+    for line in metrics_text.splitlines():
+        if line.startswith("ray_rebq_requests_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            key = (labels["status"], labels["missing"])
+            counts[key] = counts.get(key, 0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def scrape_until(url: str, ready, timeout_s: float = 45) -> str:
+    deadline, text = time.monotonic() + timeout_s, ""
+    while time.monotonic() < deadline:
+        text = httpx.get(url, timeout=10).text
+        if ready(text):
+            return text
+        time.sleep(0.5)
+    raise AssertionError(f"metrics not as expected within {timeout_s} s: {request_counts(text)}")
+
+
+def test_metrics_arrive_on_the_metrics_port_and_move(live_server):
+    before = request_counts(httpx.get(live_server.metrics_url, timeout=10).text)
+    key = ("200", "image_missing")
+    for _ in range(3):
+        assert live_server.post("/v1/predict", json={"text": "a blue bus"}).status_code == 200
+    live_server.post("/v1/predict", json={})
+    text = scrape_until(
+        live_server.metrics_url,
+        lambda text: request_counts(text).get(key, 0) >= before.get(key, 0) + 3
+        and request_counts(text).get(("422", "invalid"), 0) >= before.get(("422", "invalid"), 0) + 1,
+    )
+    assert "ray_rebq_model_version" in text and "ray_rebq_batch_size_bucket" in text
+
+
+def test_ray_listens_and_talks_on_loopback_only(live_server):
+    pids = [os.getpid(), *processes_matching(RAY_PROCESS_WORDS)]
+    endpoints = tcp_endpoints(pids)
+    assert len(endpoints) > 10  # the node's servers and their connections were found
+    outward = [e for e in endpoints if not (e[2] == "127.0.0.1" and e[3] in ("127.0.0.1", "0.0.0.0", "::"))]
+    assert outward == []
