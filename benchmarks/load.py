@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import torch
 from pydantic import Field, field_validator
 from tqdm import tqdm
 
@@ -182,6 +183,7 @@ def run_load(config: LoadConfig, app: AppConfig) -> dict:
     local_server = httpx.URL(url).host in ("127.0.0.1", "localhost")
     server_rss = ray_resident_mb() if local_server else None
 
+    torch.set_num_threads(max(1, int(app.server.cpus_per_replica)))  # as Ray sets a replica's
     predictor = Predictor.load(app)
     if predictor.version != served_version:
         log.warning("in-process version %d differs from the served %d", predictor.version, served_version)

@@ -1,18 +1,19 @@
 """The Ray Serve shell around `Predictor`: one deployment that is the HTTP ingress and batches predictions.
 
 Each replica holds the ONNX Runtime towers and the installed PromptState. Requests are batched by
-`@serve.batch`; a batch is computed on one worker thread, so the event loop keeps accepting and
-decoding requests meanwhile. A watcher thread installs each newly published version between batches.
+`@serve.batch` and a batch is computed on the event loop itself: handing it to a worker thread made
+that thread and the loop fight for the GIL, so requests reached the batch queue one by one (measured on
+2 cores: mean batch 1.4 and 35 requests/s, against 4.6 and 48 on the loop). Requests that arrive during
+a batch wait in Serve's queue and form the next one. A watcher thread installs each newly published
+version; the batch reads the installed model once, so a swap lands between batches.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from ray import serve
 from ray.serve import Application
@@ -61,7 +62,6 @@ class RebqReplica:
         self.predictor = Predictor.load(config)
         self.metrics = ReplicaMetrics()
         self.metrics.version.set(self.predictor.version)
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rebq-batch")
         self._predict_batch.set_max_batch_size(config.server.batching.max_batch_size)
         self._predict_batch.set_batch_wait_timeout_s(config.server.batching.wait_timeout_s)
         self._stopping = threading.Event()
@@ -89,8 +89,7 @@ class RebqReplica:
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def _predict_batch(self, samples: list[DecodedSample]) -> list[tuple[PredictResponse, int]]:
         start = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        answers = await loop.run_in_executor(self.executor, self.predictor.predict_batch, samples)
+        answers = self.predictor.predict_batch(samples)
         rebuilt = [answer.missing[0] for answer in answers if answer.reconstructed]
         self.metrics.observe_batch(
             len(samples), time.perf_counter() - start, rebuilt.count("image"), rebuilt.count("text")
@@ -109,7 +108,6 @@ class RebqReplica:
 
     def __del__(self) -> None:
         self._stopping.set()
-        self.executor.shutdown(wait=False)
 
 
 def build_app(config: AppConfig) -> Application:

@@ -1,0 +1,104 @@
+import random
+
+import pytest
+
+from model.published import published_version
+from tests.images import image_bytes
+from tests.learning_data import samples
+from tests.served_state import SMALL
+from updater.feedback_log import FeedbackRecord, NewFeedback
+from updater.trainer import TrainerConfig
+from updater.updater import Updater, UpdaterConfig, split_holdout
+
+FAST = TrainerConfig(epochs=6)
+
+
+def feedback(labels, per_class=5, task=None, shuffle_labels=False):
+    images, texts, out = samples(labels, per_class)
+    if shuffle_labels:
+        random.Random(0).shuffle(out)
+    return [
+        NewFeedback(label=label, task=task, text=text, image_bytes=image_bytes(image))
+        for image, text, label in zip(images, texts, out, strict=True)
+    ]
+
+
+def make(tmp_path, backbone, **config) -> Updater:
+    settings = {"min_samples_per_class": 3, "quiet_seconds": 0, "min_accuracy": 0.0, **config}
+    return Updater(tmp_path, backbone, SMALL, FAST, UpdaterConfig(**settings))
+
+
+def test_grouping_by_task_field_and_by_new_labels(tmp_path, tiny_backbone):
+    updater = make(tmp_path, tiny_backbone)
+    assert updater.accept(feedback(["dog"], 2, task="pets")) == (2, 2)
+    updater.accept(feedback(["bus", "tree"], 2))
+    updater.accept(feedback(["tree", "cake"], 1))
+    assert updater.status()["buffered"] == {
+        "pets": {"dog": 2},
+        "feedback-1": {"bus": 2, "tree": 3, "cake": 1},
+    }
+
+
+def test_due_needs_enough_samples_and_quiet(tmp_path, tiny_backbone):
+    updater = make(tmp_path, tiny_backbone, quiet_seconds=60)
+    updater.accept(feedback(["dog", "bus"], 3))
+    assert updater.due() is None  # not quiet yet
+    task = updater.pending["feedback-1"]
+    assert updater.due(now=task.last_received + 61) == "feedback-1"
+    updater.accept(feedback(["tree"], 2))
+    assert updater.due(now=task.last_received + 1000) is None  # tree has 2 of 3
+
+
+def test_split_holdout_keeps_a_training_sample_per_class():
+    made = [FeedbackRecord(i, "a" if i < 8 else "b", None, "t", None, 0.0) for i in range(10)]
+    train, held = split_holdout(made, 0.25)
+    assert [r.offset for r in held] == [0, 4] and len(train) == 8  # b (2 samples) gives 0 at 0.25
+
+
+def test_train_publishes_then_old_classes_are_only_counted(tmp_path, tiny_backbone):
+    updater = make(tmp_path, tiny_backbone)
+    updater.accept(feedback(["dog", "bus"], 5))
+    outcome = updater.train(updater.due())
+    assert outcome.published and outcome.version == 1 and published_version(tmp_path) == 1
+    assert outcome.held_back == 2 and outcome.train_samples == 8 and outcome.accuracy is not None
+    assert updater.status()["buffered"] == {} and updater.status()["committed_offset"] == 10
+    updater.accept(feedback(["dog"], 2))
+    assert updater.status()["known_class_samples"] == 2 and updater.status()["buffered"] == {}
+    updater.accept(feedback(["tree", "cake"], 4))
+    second = updater.train("feedback-2")
+    assert second.published and second.version == 2 and set(second.forgetting) == {"feedback-1"}
+
+
+def test_the_gate_refuses_a_task_it_cannot_learn(tmp_path, tiny_backbone):
+    updater = make(tmp_path, tiny_backbone, min_accuracy=95.0, holdout_fraction=0.4)
+    updater.accept(feedback(["dog", "bus", "tree", "cake"], 5, shuffle_labels=True))
+    outcome = updater.train("feedback-1")
+    assert not outcome.published and "under min_accuracy" in outcome.reason
+    assert published_version(tmp_path) is None and updater.status()["last_training"]["published"] is False
+    assert updater.due() is None  # not retried until new samples come
+    updater.accept(feedback(["dog"], 1))
+    assert updater.due() == "feedback-1"
+
+
+def test_gate_refuses_forgetting_beyond_the_limit(tmp_path, tiny_backbone):
+    updater = make(tmp_path, tiny_backbone, max_forgetting=5.0)
+    assert updater._gate(80.0, {"old": 4.0}) is None
+    assert "task old would lose 6.0 points" in updater._gate(80.0, {"old": 6.0})
+    assert "no held-back sample" in updater._gate(None, {})
+
+
+def test_restart_recovers_what_the_log_holds_beyond_the_committed_offset(tmp_path, tiny_backbone):
+    first = make(tmp_path, tiny_backbone)
+    first.accept(feedback(["dog", "bus"], 4))
+    first.train("feedback-1")
+    first.accept(feedback(["tree"], 3, task="plants"))
+    restarted = make(tmp_path, tiny_backbone)
+    assert restarted.status()["buffered"] == {"plants": {"tree": 3}}
+    assert restarted.status()["committed_offset"] == 8 and restarted.log.end == 11
+    assert restarted.train("plants").published and published_version(tmp_path) == 2
+    assert make(tmp_path, tiny_backbone).status()["buffered"] == {}
+
+
+def test_training_an_unknown_task_is_refused(tmp_path, tiny_backbone):
+    with pytest.raises(KeyError):
+        make(tmp_path, tiny_backbone).train("nothing")

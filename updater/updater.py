@@ -1,0 +1,313 @@
+"""The updater, in plain Python: feedback in, tasks grouped, trained, gated and published.
+
+Samples are routed as they are logged: a sample whose class is already learned (whatever its task
+field says) is counted and kept in the log, not retrained; one with a `task` field joins that task;
+one without joins the task that already holds its class, else the open automatic task (a task is
+open until its training starts).
+A task is due once each of its classes has `min_samples_per_class` samples and `quiet_seconds`
+passed since its last one. Training holds back a slice of each class; the new state is published
+only if the new task reaches `min_accuracy` on it and no earlier task (one learned here, with its
+own held-back slice) drops more than `max_forgetting` points.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from pydantic import Field
+
+from model.backbone import Backbone
+from model.config import LearnerConfig, StrictModel
+from model.continual import ContinualModel
+from model.published import load_published, publish, published_version
+from updater.feedback_log import FeedbackLog, FeedbackRecord, NewFeedback
+from updater.trainer import TrainerConfig, train_task
+
+log = logging.getLogger(__name__)
+
+HOLDOUT_FILE = "holdout.json"
+
+
+class UpdaterConfig(StrictModel):
+    min_samples_per_class: int = Field(10, ge=1)
+    quiet_seconds: float = Field(30.0, ge=0)
+    holdout_fraction: float = Field(0.2, ge=0, lt=1)  # of each class's samples, held back for the gate
+    min_accuracy: float = Field(50.0, ge=0, le=100)  # percent, on the new task's held-back samples
+    max_forgetting: float = Field(20.0, ge=0, le=100)  # points an earlier task may lose
+    poll_seconds: float = Field(1.0, gt=0)
+    max_samples_per_request: int = Field(256, ge=1)
+
+
+@dataclass
+class PendingTask:
+    name: str
+    automatic: bool
+    records: list[FeedbackRecord] = field(default_factory=list)
+    last_received: float = 0.0  # time.monotonic()
+    tried_with: int = 0  # how many samples the last refused training had
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(record.label for record in self.records))
+
+
+@dataclass
+class TrainingOutcome:
+    task: str
+    published: bool
+    version: int | None
+    reason: str
+    accuracy: float | None  # percent, new task, held-back samples
+    forgetting: dict[str, float]  # points lost by each earlier task with held-back samples
+    train_samples: int
+    held_back: int
+    seconds: float
+
+
+def split_holdout(records: Sequence[FeedbackRecord], fraction: float) -> tuple[list, list]:
+    """Every class keeps at least one sample for training; about `fraction` of the rest is held back."""
+    train, held = [], []
+    by_class: dict[str, list[FeedbackRecord]] = {}
+    for record in records:
+        by_class.setdefault(record.label, []).append(record)
+    for members in by_class.values():
+        count = min(len(members) - 1, round(len(members) * fraction))
+        step = len(members) / count if count else 0
+        chosen = {int(i * step) for i in range(count)}
+        for index, record in enumerate(members):
+            (held if index in chosen else train).append(record)
+    return train, held
+
+
+class Updater:
+    def __init__(
+        self,
+        state_dir: Path,
+        backbone: Backbone,
+        learner: LearnerConfig,
+        trainer: TrainerConfig,
+        config: UpdaterConfig,
+    ):
+        self.state_dir = Path(state_dir)
+        self.backbone, self.learner, self.trainer, self.config = backbone, learner, trainer, config
+        self.log = FeedbackLog(self.state_dir / "feedback")
+        self.pending: dict[str, PendingTask] = {}
+        self.known_samples = 0
+        self.training: str | None = None
+        self.last_outcome: TrainingOutcome | None = None
+        self._lock = threading.RLock()
+        self._learned_at_version: int | None = None
+        self._learned: dict[str, str] = {}  # class -> task
+        self._holdout = self._read_holdout()
+        for record in self.log.read(self.log.committed()):
+            self._route(record, time.monotonic())
+
+    # --- what is learned -------------------------------------------------------------------------
+    def learned(self) -> dict[str, str]:
+        """Class -> task of the published version (re-read when the published version changes)."""
+        version = published_version(self.state_dir)
+        if version != self._learned_at_version:
+            state = load_published(self.state_dir)
+            tasks = state.manifest.tasks if state else ()
+            self._learned = {name: task.name for task in tasks for name in task.classes}
+            self._learned_at_version = version
+        return self._learned
+
+    def _read_holdout(self) -> dict[str, list[int]]:
+        path = self.log.folder / HOLDOUT_FILE
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    # --- intake ----------------------------------------------------------------------------------
+    def accept(self, samples: Sequence[NewFeedback]) -> tuple[int, int]:
+        """Log `samples` durably, then route them; (accepted, the log's length after them)."""
+        records = self.log.append(samples)
+        now = time.monotonic()
+        with self._lock:
+            for record in records:
+                self._route(record, now)
+        return len(records), records[-1].offset + 1 if records else self.log.end
+
+    def _route(self, record: FeedbackRecord, now: float) -> None:
+        if record.label in self.learned():  # kept in the log, counted, never retrained
+            self.known_samples += 1
+            return
+        task = self._task_for(record)
+        task.records.append(record)
+        task.last_received = now
+
+    def _task_for(self, record: FeedbackRecord) -> PendingTask:
+        if record.task:
+            return self.pending.setdefault(record.task, PendingTask(record.task, automatic=False))
+        for task in self.pending.values():
+            if record.label in task.counts():
+                return task
+        for task in self.pending.values():
+            if task.automatic and task.name != self.training:
+                return task
+        name = self._automatic_name()
+        return self.pending.setdefault(name, PendingTask(name, automatic=True))
+
+    def _automatic_name(self) -> str:
+        taken = set(self.pending) | set(self.learned().values())
+        number = 1
+        while f"feedback-{number}" in taken:
+            number += 1
+        return f"feedback-{number}"
+
+    # --- when to train -----------------------------------------------------------------------------
+    def due(self, now: float | None = None) -> str | None:
+        """The first pending task ready to train, if any."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            for task in self.pending.values():
+                counts = task.counts()
+                enough = counts and min(counts.values()) >= self.config.min_samples_per_class
+                quiet = now - task.last_received >= self.config.quiet_seconds
+                if enough and quiet and len(task.records) > task.tried_with:
+                    return task.name
+        return None
+
+    # --- training, gate, publishing -----------------------------------------------------------------
+    def train(self, name: str) -> TrainingOutcome:
+        """Train pending task `name` on what it holds now; publish if the gate lets it through."""
+        with self._lock:
+            if name not in self.pending:
+                raise KeyError(name)
+            if self.training:
+                raise RuntimeError(f"task {self.training} is training")
+            self.training = name
+            records = list(self.pending[name].records)
+        start = time.monotonic()
+        try:
+            outcome = self._train_and_gate(name, records, start)
+        finally:
+            with self._lock:
+                self.training = None
+        with self._lock:
+            if outcome.published:
+                self._holdout[name] = [r.offset for r in split_holdout(records, self.config.holdout_fraction)[1]]
+                (self.log.folder / HOLDOUT_FILE).write_text(json.dumps(self._holdout))
+                self._finish(name, len(records))
+            else:
+                self.pending[name].tried_with = len(records)
+            self.last_outcome = outcome
+        log.info("task %s: %s", name, outcome.reason)
+        return outcome
+
+    def _finish(self, name: str, consumed: int) -> None:
+        """Drop the trained records; what arrived for the task meanwhile stays pending under the same name."""
+        task = self.pending[name]
+        task.records = task.records[consumed:]
+        task.tried_with = 0
+        if not task.records:
+            del self.pending[name]
+        waiting = [r.offset for t in self.pending.values() for r in t.records]
+        self.log.commit(min(waiting) if waiting else self.log.end)
+
+    def _model(self) -> ContinualModel:
+        state = load_published(self.state_dir)
+        if state is None:
+            return ContinualModel(self.backbone, self.learner)
+        return ContinualModel.from_state(self.backbone, state)
+
+    def _encode(self, model: ContinualModel, records: Sequence[FeedbackRecord]):
+        images = [self._open(record) for record in records]
+        return model.encode(images, [record.text for record in records])
+
+    def _open(self, record: FeedbackRecord) -> Image.Image | None:
+        path = self.log.image_path(record)
+        if path is None:
+            return None
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+
+    def accuracy(self, model: ContinualModel, records: Sequence[FeedbackRecord]) -> float | None:
+        if not records:
+            return None
+        predictions = model.predict(self._encode(model, records), top_k=1)
+        right = sum(p.labels[0] == r.label for p, r in zip(predictions, records, strict=True))
+        return 100.0 * right / len(records)
+
+    def _earlier_accuracies(self, model: ContinualModel) -> dict[str, float]:
+        known = {task.name for task in model.tasks}
+        return {
+            task: accuracy
+            for task, offsets in self._holdout.items()
+            if task in known and (accuracy := self.accuracy(model, self.log.records(set(offsets)))) is not None
+        }
+
+    def _train_and_gate(self, name: str, records: list[FeedbackRecord], start: float) -> TrainingOutcome:
+        train, held = split_holdout(records, self.config.holdout_fraction)
+        model = self._model()
+        before = self._earlier_accuracies(model) if model.tasks else {}
+        learned = set(model.classes)
+        train = [record for record in train if record.label not in learned]
+        classes = list(dict.fromkeys(record.label for record in train))
+        if not classes:
+            return self._outcome(name, False, None, "no new class to learn", None, {}, train, held, start)
+        labels = [record.label for record in train]
+        result = train_task(model, name, classes, self._encode(model, train), labels, self.trainer, progress=False)
+        accuracy = self.accuracy(model, held)
+        after = self._earlier_accuracies(model)
+        forgetting = {task: before[task] - after[task] for task in before if task in after}
+        refusal = self._gate(accuracy, forgetting)
+        if refusal:
+            return self._outcome(name, False, None, refusal, accuracy, forgetting, train, held, start)
+        state = model.save(self.state_dir, notes={"training": asdict(result), "gate": {"accuracy": accuracy}})
+        reason = f"published version {state.version}"
+        return self._outcome(name, True, state.version, reason, accuracy, forgetting, train, held, start)
+
+    def _gate(self, accuracy: float | None, forgetting: dict[str, float]) -> str | None:
+        if accuracy is None:
+            return "refused: no held-back sample to test the new task with"
+        if accuracy < self.config.min_accuracy:
+            return (
+                f"refused: accuracy {accuracy:.1f}% on held-back samples is under min_accuracy "
+                f"{self.config.min_accuracy}%"
+            )
+        worst = max(forgetting.items(), key=lambda item: item[1], default=None)
+        if worst and worst[1] > self.config.max_forgetting:
+            return (
+                f"refused: task {worst[0]} would lose {worst[1]:.1f} points, over max_forgetting "
+                f"{self.config.max_forgetting}"
+            )
+        return None
+
+    @staticmethod
+    def _outcome(name, published, version, reason, accuracy, forgetting, train, held, start) -> TrainingOutcome:
+        return TrainingOutcome(
+            task=name,
+            published=published,
+            version=version,
+            reason=reason,
+            accuracy=accuracy,
+            forgetting=forgetting,
+            train_samples=len(train),
+            held_back=len(held),
+            seconds=time.monotonic() - start,
+        )
+
+    # --- rollback and status ---------------------------------------------------------------------------
+    def rollback(self, version: int) -> None:
+        publish(self.state_dir, version)
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "state": "training" if self.training else "idle",
+                "training": self.training,
+                "buffered": {name: task.counts() for name, task in self.pending.items()},
+                "known_class_samples": self.known_samples,
+                "log_end": self.log.end,
+                "committed_offset": self.log.committed(),
+                "last_training": asdict(self.last_outcome) if self.last_outcome else None,
+            }
