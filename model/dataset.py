@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,22 +100,28 @@ def _sample_from_record(record: dict[str, Any], folder: Path, where: str) -> Sam
     )
 
 
-def load_jsonl(path: Path) -> list[Sample]:
-    """Every sample of a JSONL file, in file order; blank lines are skipped."""
-    path = Path(path).resolve()
+def read_samples(lines: Iterable[bytes], folder: Path, source: str) -> list[Sample]:
+    """Samples from JSONL lines whose image paths are relative to `folder`; blank lines are skipped."""
     samples: list[Sample] = []
     first_line_of_id: dict[str, int] = {}
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        where = f"{source}:{number}"
+        sample = _sample_from_record(_parse_record(raw, where), folder, where)
+        if sample.id in first_line_of_id:
+            first = first_line_of_id[sample.id]
+            raise DatasetError(f"{where}: duplicate id {sample.id!r} (first on line {first})")
+        first_line_of_id[sample.id] = number
+        samples.append(sample)
+    return samples
+
+
+def load_jsonl(path: Path) -> list[Sample]:
+    """Every sample of a JSONL file, in file order; image paths are relative to the file."""
+    path = Path(path).resolve()
     with path.open("rb") as lines:
-        for number, raw in enumerate(lines, start=1):
-            if not raw.strip():
-                continue
-            where = f"{path}:{number}"
-            sample = _sample_from_record(_parse_record(raw, where), path.parent, where)
-            if sample.id in first_line_of_id:
-                first = first_line_of_id[sample.id]
-                raise DatasetError(f"{where}: duplicate id {sample.id!r} (first on line {first})")
-            first_line_of_id[sample.id] = number
-            samples.append(sample)
+        samples = read_samples(lines, path.parent, str(path))
     log.info("loaded %d samples from %s", len(samples), path)
     return samples
 

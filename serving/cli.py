@@ -65,6 +65,18 @@ def _bench_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def _feed(args: argparse.Namespace) -> int:
+    from serving.feed import FeedError, feed
+
+    try:
+        result = feed(args.path, args.url, args.task, args.batch)
+    except FeedError as error:
+        log.error("%s", error)
+        return 1
+    sys.stdout.write(f"accepted {result.accepted} samples in {result.batches} requests; log at {result.offset}\n")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from serving.config import load_config
     from updater.offline import train_offline
@@ -147,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(train)
     train.set_defaults(handler=_train)
 
+    feed = commands.add_parser("feed", help="stream a JSONL data set to a running server as labelled feedback")
+    feed.add_argument("path", help="JSONL data set, or - for standard input")
+    feed.add_argument("--url", default="http://127.0.0.1:8000", help="the running server")
+    feed.add_argument("--task", help="put every sample in this task (overrides their task fields)")
+    feed.add_argument("--batch", type=int, default=32, help="samples per request")
+    feed.set_defaults(handler=_feed)
+
     serve = commands.add_parser("serve", help="start a local Ray on 127.0.0.1 and serve the HTTP API")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="HTTP port (default 8000)")
@@ -168,11 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    from model.dataset import DatasetError
     from serving.config import ConfigError
 
     try:
         return args.handler(args)
-    except (ConfigError, FileNotFoundError, ValueError, TimeoutError) as error:
+    except (ConfigError, DatasetError, FileNotFoundError, ValueError, TimeoutError) as error:
         log.error("%s", error)
         return 2
 

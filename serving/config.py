@@ -10,6 +10,7 @@ from pydantic import Field, ValidationError
 
 from model.config import BackboneConfig, LearnerConfig, StrictModel
 from updater.trainer import TrainerConfig
+from updater.updater import UpdaterConfig
 
 
 class ConfigError(ValueError):
@@ -65,6 +66,7 @@ class AppConfig(StrictModel):
     backbone: BackboneConfig = BackboneConfig()
     learner: LearnerConfig = LearnerConfig()
     trainer: TrainerConfig = TrainerConfig()
+    updater: UpdaterConfig = UpdaterConfig()
     server: ServerConfig = ServerConfig()
     ray: RayConfig = RayConfig()
 

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from model.modality import Modality, missing_pattern
 from model.preprocess import ImageDecodeError, ImageTooLargeError, decode_image
 from serving.config import LimitsConfig
-from serving.schemas import PredictRequest
+from serving.schemas import FeedbackRequest, PredictRequest
+from updater.feedback_log import NewFeedback
 
 MULTIPART_FIELDS = ("text", "image", "top_k")
 
@@ -50,20 +51,24 @@ class DecodedSample:
         return missing_pattern(self.present)
 
 
-def _field_of(error: dict[str, Any]) -> str | None:
-    return ".".join(str(part) for part in error["loc"]) or None
+def _field_name(loc) -> str | None:
+    """`samples.3.image` as `samples[3].image`."""
+    parts = [f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc]
+    return "".join(parts).lstrip(".") or None
 
 
-def parse_json(body: bytes) -> PredictRequest:
+def parse_json(body: bytes, schema=PredictRequest):
     """Validate a JSON body; the first problem becomes a 422 naming its field."""
     try:
-        return PredictRequest.model_validate_json(body)
+        return schema.model_validate_json(body)
     except ValidationError as error:
         problems = error.errors(include_url=False)
         first = problems[0]
-        field = _field_of(first)
+        field = _field_name(first["loc"])
         if first["type"] == "extra_forbidden":
-            detail = f"{field}: unknown field (allowed: text, image, top_k)"
+            detail = f"{field}: unknown field"
+            if len(first["loc"]) == 1:
+                detail += f" (allowed: {', '.join(schema.model_fields)})"
         elif first["type"] in ("json_invalid", "model_type"):
             field, detail = None, f"body: not a JSON object: {first['msg']}"
         else:
@@ -142,3 +147,32 @@ def decode_form_request(form: Mapping[str, Any], image_bytes: bytes | None, limi
         raise RequestError(422, "top_k", f"top_k: {raw_top_k!r} is not an integer") from error
     image = open_image(image_bytes, limits) if image_bytes is not None else None
     return build_sample(image, check_text(text, limits), check_top_k(top_k, limits))
+
+
+SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}
+
+
+def _prefixed(error: RequestError, prefix: str) -> RequestError:
+    field = f"{prefix}.{error.field}" if error.field else prefix
+    detail = error.detail if not error.field else error.detail.replace(error.field, field, 1)
+    return RequestError(error.status, field, detail)
+
+
+def decode_feedback(body: bytes, limits: LimitsConfig, max_samples: int) -> list[NewFeedback]:
+    """Every sample checked before any is accepted: one bad sample refuses the request, naming it."""
+    request = parse_json(body, FeedbackRequest)
+    if len(request.samples) > max_samples:
+        detail = f"samples: {len(request.samples)} is over the limit of {max_samples} per request"
+        raise RequestError(413, "samples", detail)
+    checked = []
+    for index, sample in enumerate(request.samples):
+        try:
+            text = check_text(sample.text, limits)
+            data = decode_base64_image(sample.image, limits) if sample.image is not None else None
+            image = open_image(data, limits) if data is not None else None
+            build_sample(image, text, 1)
+        except RequestError as error:
+            raise _prefixed(error, f"samples[{index}]") from error
+        suffix = SUFFIXES.get(image.format, ".png") if image is not None else ".png"
+        checked.append(NewFeedback(sample.label, sample.task, text, data, suffix))
+    return checked

@@ -10,20 +10,24 @@ version; the batch reads the installed model once, so a swap lands between batch
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
 import time
 
 from ray import serve
+from ray.exceptions import RayError
 from ray.serve import Application
 
 from serving.config import AppConfig
 from serving.decode import DecodedSample
-from serving.http_api import build_http_app
+from serving.http_api import UpdaterUnavailable, build_http_app
 from serving.metrics import ReplicaMetrics
 from serving.predictor import Predictor
 from serving.schemas import ModelInfo, PredictResponse
+from serving.updater_actor import start_updater, updater_handle
+from updater.feedback_log import NewFeedback
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +68,37 @@ class RebqReplica:
         self.metrics.version.set(self.predictor.version)
         self._predict_batch.set_max_batch_size(config.server.batching.max_batch_size)
         self._predict_batch.set_batch_wait_timeout_s(config.server.batching.wait_timeout_s)
+        self._updater_handle = None
         self._stopping = threading.Event()
         self._watcher = threading.Thread(target=self._watch_published, name="rebq-state-watcher", daemon=True)
         self._watcher.start()
 
     def __serve_build_asgi_app__(self):
-        return build_http_app(self, self.config.server.limits)
+        return build_http_app(self, self.config.server.limits, self.config.updater.max_samples_per_request)
+
+    def _updater(self):
+        if self._updater_handle is None:
+            try:
+                self._updater_handle = updater_handle()
+            except ValueError as error:  # no such actor
+                raise UpdaterUnavailable("no updater is running") from error
+        return self._updater_handle
+
+    async def feedback(self, samples: list[NewFeedback]) -> tuple[int, int]:
+        return await self._updater().accept.remote(samples)
+
+    async def train_task(self, name: str) -> tuple[int, dict]:
+        return await self._updater().train_now.remote(name)
+
+    async def rollback(self, version: int) -> tuple[int, dict]:
+        return await self._updater().rollback.remote(version)
+
+    async def updater_status(self) -> dict | None:
+        try:
+            return await asyncio.wait_for(self._updater().status.remote(), timeout=5)
+        except (UpdaterUnavailable, TimeoutError, RayError) as error:
+            log.warning("updater status unavailable: %s", error)
+            return None
 
     def _watch_published(self) -> None:
         """Install each newly published version; a broken one is logged and the old one kept."""
@@ -111,7 +140,11 @@ class RebqReplica:
 
 
 def build_app(config: AppConfig) -> Application:
-    """The application for `serve.run`, with replicas, resources and concurrency from `config.server`."""
+    """The application for `serve.run`, with replicas, resources and concurrency from `config.server`.
+
+    The updater actor is started here too (or found, if it runs), so replicas find it by name.
+    """
+    start_updater(config)
     return RebqReplica.options(
         num_replicas=config.server.replicas,
         max_ongoing_requests=config.server.max_ongoing_requests,

@@ -18,9 +18,26 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
 from serving.config import LimitsConfig
-from serving.decode import DecodedSample, RequestError, decode_form_request, decode_json_request
+from serving.decode import (
+    DecodedSample,
+    RequestError,
+    decode_feedback,
+    decode_form_request,
+    decode_json_request,
+    parse_json,
+)
 from serving.predictor import NoModelError
-from serving.schemas import ErrorBody, ModelInfo, PredictRequest, PredictResponse
+from serving.schemas import (
+    ErrorBody,
+    FeedbackAccepted,
+    FeedbackRequest,
+    ModelInfo,
+    PredictRequest,
+    PredictResponse,
+    RollbackRequest,
+    TrainStarted,
+)
+from updater.feedback_log import NewFeedback
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +52,19 @@ class Backend(Protocol):
 
     def observe(self, route: str, status: int, pattern: str, seconds: float) -> None:
         """Called once per request, for metrics."""
+
+    async def feedback(self, samples: list[NewFeedback]) -> tuple[int, int]:
+        """Durably logged, then (accepted, log length); raises UpdaterUnavailable without an updater."""
+
+    async def train_task(self, name: str) -> tuple[int, dict]: ...
+
+    async def rollback(self, version: int) -> tuple[int, dict]: ...
+
+    async def updater_status(self) -> dict | None: ...
+
+
+class UpdaterUnavailable(RuntimeError):
+    """No updater is running to take feedback."""
 
 
 def error_response(status: int, field: str | None, detail: str) -> JSONResponse:
@@ -115,9 +145,23 @@ PREDICT_BODY = {
 }
 
 ERRORS = {status: {"model": ErrorBody} for status in (409, 413, 415, 422)}
+FEEDBACK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": FeedbackRequest.model_json_schema()}},
+    }
+}
 
 
-def build_http_app(backend: Backend, limits: LimitsConfig) -> FastAPI:
+async def read_json_body(request: Request, limits: LimitsConfig) -> bytes:
+    body = await read_body(request, limits.max_body_bytes)
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise RequestError(415, "content-type", f"content-type: {content_type} is not application/json")
+    return body
+
+
+def build_http_app(backend: Backend, limits: LimitsConfig, max_feedback_samples: int = 256) -> FastAPI:
     app = FastAPI(title="rebq-serve", description="Predictions with missing modalities, from a continual learner.")
 
     @app.exception_handler(RequestValidationError)
@@ -144,8 +188,54 @@ def build_http_app(backend: Backend, limits: LimitsConfig) -> FastAPI:
 
     @app.get("/v1/model", response_model=ModelInfo)
     async def model_info() -> ModelInfo:
-        """The version served, its tasks and classes, and the frozen towers."""
-        return backend.model_info()
+        """The version served, its tasks and classes, the frozen towers, and the updater's state."""
+        info = backend.model_info()
+        return info.model_copy(update={"updater": await backend.updater_status()})
+
+    @app.post(
+        "/v1/feedback",
+        status_code=202,
+        response_model=FeedbackAccepted,
+        openapi_extra=FEEDBACK_BODY,
+        responses={**ERRORS, 503: {"model": ErrorBody}},
+    )
+    async def feedback(request: Request):
+        """Labelled samples for the updater; answered only once they are durably in the feedback log."""
+        start = time.perf_counter()
+        try:
+            samples = decode_feedback(await read_json_body(request, limits), limits, max_feedback_samples)
+            accepted, offset = await backend.feedback(samples)
+            response = JSONResponse(
+                FeedbackAccepted(accepted=accepted, offset=offset).model_dump(), status_code=202
+            )
+        except RequestError as error:
+            response = error_response(error.status, error.field, error.detail)
+        except UpdaterUnavailable as error:
+            response = error_response(503, None, str(error))
+            response.headers["retry-after"] = "5"
+        backend.observe("/v1/feedback", response.status_code, "feedback", time.perf_counter() - start)
+        return response
+
+    @app.post("/v1/tasks/{name}/train", status_code=202, response_model=TrainStarted, responses=ERRORS)
+    async def train_task(name: str):
+        """Train a buffered task now, without waiting for it to be due."""
+        try:
+            status, body = await backend.train_task(name)
+        except UpdaterUnavailable as error:
+            return error_response(503, None, str(error))
+        return JSONResponse(body, status_code=status)
+
+    @app.post("/v1/model/rollback", response_model=RollbackRequest, responses=ERRORS)
+    async def rollback(request: Request):
+        """Publish an earlier version; every replica installs it between two batches."""
+        try:
+            version = parse_json(await read_json_body(request, limits), RollbackRequest).version
+            status, body = await backend.rollback(version)
+        except RequestError as error:
+            return error_response(error.status, error.field, error.detail)
+        except UpdaterUnavailable as error:
+            return error_response(503, None, str(error))
+        return JSONResponse(body, status_code=status)
 
     @app.get("/healthz")
     async def healthz() -> dict:

@@ -42,6 +42,7 @@ class ModelInfo(BaseModel):
     version: int  # 0 while no task has been learned
     tasks: list[TaskInfo]
     backbone: dict[str, Any]
+    updater: dict[str, Any] | None = None  # its state, buffered samples and last training
 
 
 class ErrorBody(BaseModel):
@@ -49,3 +50,36 @@ class ErrorBody(BaseModel):
 
     field: str | None
     detail: str
+
+
+class FeedbackSample(BaseModel):
+    """One labelled sample; like a prediction request, at least one of text and image."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = None
+    image: str | None = None
+    label: str = Field(min_length=1, max_length=200)
+    task: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    samples: list[FeedbackSample] = Field(min_length=1)
+
+
+class FeedbackAccepted(BaseModel):
+    accepted: int
+    offset: int  # the feedback log's length once these samples are in it
+
+
+class TrainStarted(BaseModel):
+    task: str
+    state: str
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1)

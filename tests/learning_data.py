@@ -9,6 +9,8 @@ CLASSES = {
     "bus": ("stripes", (30, 30, 200), "a blue bus"),
     "tree": ("corner", (30, 160, 30), "a green tree"),
     "cake": ("disk", (230, 200, 40), "a yellow cake"),
+    "frog": ("stripes", (30, 160, 30), "a green frog"),
+    "star": ("corner", (230, 200, 40), "a small star"),
 }
 
 

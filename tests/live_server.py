@@ -12,6 +12,8 @@ import httpx
 from model.backbone import Backbone
 from serving.config import AppConfig, BatchingConfig, RayConfig
 from tests.served_state import learn_and_publish, tiny_app_config
+from updater.trainer import TrainerConfig
+from updater.updater import UpdaterConfig
 
 
 def free_port() -> int:
@@ -35,6 +37,9 @@ class LiveServer:
     def post(self, path: str, **kwargs) -> httpx.Response:
         return httpx.post(self.url + path, timeout=30, **kwargs)
 
+    def version(self) -> int:
+        return self.get("/v1/model").json()["version"]
+
     def wait_for_version(self, version: int, timeout_s: float = 30) -> float:
         """Seconds until /v1/model names `version`."""
         start = time.monotonic()
@@ -54,7 +59,9 @@ def live_config(backbone_config, state_dir: Path, temp_dir: Path) -> AppConfig:
         batching=BatchingConfig(max_batch_size=8, wait_timeout_s=0.05),
     )
     ray = RayConfig(num_cpus=2, temp_dir=temp_dir, metrics_port=free_port())
-    return config.model_copy(update={"ray": ray})
+    updater = UpdaterConfig(min_samples_per_class=3, quiet_seconds=3600, min_accuracy=0.0, poll_seconds=0.2)
+    trainer = TrainerConfig(epochs=2)
+    return config.model_copy(update={"ray": ray, "updater": updater, "trainer": trainer})
 
 
 def start_live_server(backbone_config, torch_backbone: Backbone, state_dir: Path, temp_dir: Path) -> LiveServer:

@@ -5,7 +5,7 @@ import pytest
 
 from model.modality import Modality
 from serving.config import LimitsConfig
-from serving.decode import RequestError, decode_form_request, decode_json_request
+from serving.decode import RequestError, decode_feedback, decode_form_request, decode_json_request
 from tests.images import drawn_image, image_bytes
 
 LIMITS = LimitsConfig(max_image_bytes=64 * 1024, max_image_pixels=128 * 128, max_text_chars=50, max_top_k=10)
@@ -106,3 +106,46 @@ def test_form_fields():
 def test_bad_forms_are_refused(form, image, status, field):
     error = refused(lambda: decode_form_request(form, image, LIMITS))
     assert (error.status, error.field) == (status, field)
+
+
+def feedback_body(*samples) -> bytes:
+    return json.dumps({"samples": list(samples)}).encode()
+
+
+def test_feedback_samples_decode_with_their_picture_bytes():
+    png = image_bytes(drawn_image("disk", 30), "PNG")
+    jpeg = image_bytes(drawn_image("disk", 30), "JPEG")
+    checked = decode_feedback(
+        feedback_body(
+            {"text": "a dog", "image": base64.b64encode(png).decode(), "label": "dog", "task": "pets"},
+            {"image": base64.b64encode(jpeg).decode(), "label": "dog"},
+            {"text": "a bus", "label": "bus"},
+        ),
+        LIMITS,
+        max_samples=3,
+    )
+    assert [(s.label, s.task, s.text, s.image_suffix) for s in checked] == [
+        ("dog", "pets", "a dog", ".png"),
+        ("dog", None, None, ".jpg"),
+        ("bus", None, "a bus", ".png"),
+    ]
+    assert checked[0].image_bytes == png and checked[2].image_bytes is None
+
+
+@pytest.mark.parametrize(
+    ("samples", "status", "field"),
+    [
+        ([{"text": "a dog"}], 422, "samples[0].label"),
+        ([{"text": "a dog", "label": ""}], 422, "samples[0].label"),
+        ([{"text": "x", "label": "a"}, {"label": "b"}], 422, "samples[1].image"),
+        ([{"text": "x", "label": "a"}, {"label": "b", "image": "%%"}], 422, "samples[1].image"),
+        ([{"text": "x", "label": "a", "colour": 1}], 422, "samples[0].colour"),
+        ([{"text": "x", "label": "a", "task": "no spaces allowed"}], 422, "samples[0].task"),
+        ([{"text": "x" * 51, "label": "a"}], 413, "samples[0].text"),
+        ([{"text": "x", "label": "a"}] * 4, 413, "samples"),
+        ([], 422, "samples"),
+    ],
+)
+def test_a_bad_feedback_sample_refuses_the_request_naming_it(samples, status, field):
+    error = refused(lambda: decode_feedback(feedback_body(*samples), LIMITS, max_samples=3))
+    assert (error.status, error.field) == (status, field) and error.detail.startswith(field)

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from serving.config import LimitsConfig
-from serving.http_api import BATCH_SIZE_HEADER, build_http_app
+from serving.http_api import BATCH_SIZE_HEADER, UpdaterUnavailable, build_http_app
 from serving.predictor import Predictor
 from tests.images import drawn_image, image_bytes
 from tests.served_state import learn_and_publish, tiny_app_config
@@ -34,6 +34,18 @@ class InProcessBackend:
     def observe(self, route, status, pattern, seconds):
         assert seconds >= 0
         self.observed.append((route, status, pattern))
+
+    async def feedback(self, samples):
+        raise UpdaterUnavailable("no updater is running")
+
+    async def train_task(self, name):
+        raise UpdaterUnavailable("no updater is running")
+
+    async def rollback(self, version):
+        raise UpdaterUnavailable("no updater is running")
+
+    async def updater_status(self):
+        return None
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +151,11 @@ def test_rollback_shows_in_the_api(onnx_predictor, tiny_backbone, tmp_path, publ
     backend = InProcessBackend(predictor)
     assert call(backend, "GET", "/v1/model").json()["version"] == 2
     assert call(backend, "POST", "/v1/predict", json={"text": "a green tree"}).json()["model_version"] == 2
+
+
+def test_feedback_without_an_updater_is_503_after_validation(backend):
+    bad = call(backend, "POST", "/v1/feedback", json={"samples": [{"text": "a dog"}]})
+    assert bad.status_code == 422 and bad.json()["field"] == "samples[0].label"
+    good = call(backend, "POST", "/v1/feedback", json={"samples": [{"text": "a dog", "label": "dog"}]})
+    assert good.status_code == 503 and good.headers["retry-after"] == "5"
+    assert call(backend, "POST", "/v1/model/rollback", json={"version": 0}).json()["field"] == "version"

@@ -1,0 +1,93 @@
+"""The updater as a named Ray actor, apart from the replicas: intake, a training thread, rollback.
+
+Its methods answer `(status, body)` pairs for the HTTP layer, so that no exception crosses Ray.
+It is restarted by Ray if it dies, and then recovers from the feedback log (beyond its committed
+offset) and the published state.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import ray
+
+from model.backbone import load_backbone
+from model.state import StateError, list_versions
+from serving.config import AppConfig
+from updater.feedback_log import NewFeedback
+from updater.updater import Updater
+
+log = logging.getLogger(__name__)
+
+UPDATER_NAME = "rebq-updater"
+NAMESPACE = "rebq"
+
+
+@ray.remote(max_restarts=-1, max_concurrency=8)
+class UpdaterActor:
+    def __init__(self, config: AppConfig):
+        backbone = load_backbone(config.backbone, runtime="torch")
+        self.config = config
+        self.updater = Updater(config.server.state_dir, backbone, config.learner, config.trainer, config.updater)
+        self._wake = threading.Event()
+        threading.Thread(target=self._train_when_due, name="rebq-trainer", daemon=True).start()
+
+    def ready(self) -> bool:
+        return True
+
+    def _train_when_due(self) -> None:
+        while True:
+            self._wake.wait(self.config.updater.poll_seconds)
+            self._wake.clear()
+            name = self.updater.due()
+            if name:
+                self._train(name)
+
+    def _train(self, name: str) -> None:
+        try:
+            self.updater.train(name)
+        except Exception:  # the trainer thread must outlive one failed training
+            log.exception("training task %s failed", name)
+
+    def accept(self, samples: list[NewFeedback]) -> tuple[int, int]:
+        accepted = self.updater.accept(samples)
+        self._wake.set()
+        return accepted
+
+    def train_now(self, name: str) -> tuple[int, dict]:
+        status = self.updater.status()
+        if name not in status["buffered"]:
+            return 404, {"field": "name", "detail": f"name: no samples are buffered for task {name!r}"}
+        if status["training"]:
+            return 409, {"field": None, "detail": f"task {status['training']} is training; try again after it"}
+        threading.Thread(target=self._train, args=(name,), name=f"rebq-train-{name}", daemon=True).start()
+        return 202, {"task": name, "state": "training"}
+
+    def rollback(self, version: int) -> tuple[int, dict]:
+        if version not in list_versions(self.updater.state_dir):
+            return 404, {"field": "version", "detail": f"version: {version} does not exist"}
+        try:
+            self.updater.rollback(version)
+        except StateError as error:
+            return 409, {"field": "version", "detail": f"version: {version} cannot be served: {error}"}
+        return 200, {"version": version}
+
+    def status(self) -> dict:
+        return self.updater.status()
+
+
+def start_updater(config: AppConfig):
+    """The updater actor, created if it is not running yet (it survives the driver, not the cluster)."""
+    return UpdaterActor.options(
+        name=UPDATER_NAME,
+        namespace=NAMESPACE,
+        get_if_exists=True,
+        lifetime="detached",
+        num_cpus=0,
+        num_gpus=config.replica_gpus(),
+    ).remote(config)
+
+
+def updater_handle():
+    return ray.get_actor(UPDATER_NAME, namespace=NAMESPACE)

@@ -1,0 +1,74 @@
+"""Feedback to a live server: durable intake, training on demand, the new version served, rollback."""
+
+import base64
+import time
+
+from model.published import published_version
+from tests.images import image_bytes
+from tests.learning_data import samples
+from updater.feedback_log import FeedbackLog
+
+
+def feedback_samples(labels, per_class, task=None):
+    images, texts, out = samples(labels, per_class)
+    return [
+        {"text": text, "image": base64.b64encode(image_bytes(image)).decode(), "label": label, "task": task}
+        for image, text, label in zip(images, texts, out, strict=True)
+    ]
+
+
+def wait_for_training(live_server, task: str, timeout_s: float = 120) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        updater = live_server.get("/v1/model").json()["updater"]
+        last = updater["last_training"]
+        if updater["state"] == "idle" and last and last["task"] == task:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"task {task} not trained within {timeout_s} s")
+
+
+def test_feedback_is_logged_trained_on_demand_and_served(live_server):
+    before = live_server.version()
+    body = {"samples": feedback_samples(["frog", "star"], 4, task="sky")}
+    response = live_server.post("/v1/feedback", json=body)
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["accepted"] == 8
+    logged = list(FeedbackLog(live_server.state_dir / "feedback").read())
+    assert len(logged) >= accepted["offset"] and {r.label for r in logged[-8:]} == {"frog", "star"}
+    updater = live_server.get("/v1/model").json()["updater"]
+    assert updater["buffered"]["sky"] == {"frog": 4, "star": 4}
+
+    started = live_server.post("/v1/tasks/sky/train")
+    assert started.status_code == 202 and started.json() == {"task": "sky", "state": "training"}
+    while live_server.get("/v1/model").json()["updater"]["state"] == "training":  # predictions go on meanwhile
+        assert live_server.post("/v1/predict", json={"text": "a red dog"}).status_code == 200
+        time.sleep(0.1)
+    outcome = wait_for_training(live_server, "sky")
+    assert outcome["published"] and outcome["version"] > before, outcome
+    live_server.wait_for_version(outcome["version"])
+    info = live_server.get("/v1/model").json()
+    assert info["tasks"][-1] == {"name": "sky", "classes": ["frog", "star"]}
+    assert info["updater"]["buffered"] == {} and published_version(live_server.state_dir) == outcome["version"]
+
+    rolled = live_server.post("/v1/model/rollback", json={"version": before})
+    assert rolled.status_code == 200 and rolled.json() == {"version": before}
+    live_server.wait_for_version(before)
+    assert live_server.post("/v1/model/rollback", json={"version": outcome["version"]}).status_code == 200
+    live_server.wait_for_version(outcome["version"])
+
+
+def test_feedback_refusals(live_server):
+    bad = live_server.post("/v1/feedback", json={"samples": [{"text": "x", "label": "a"}, {"label": "b"}]})
+    assert bad.status_code == 422 and bad.json()["field"] == "samples[1].image"
+    assert live_server.post("/v1/tasks/unknown/train").status_code == 404
+    missing = live_server.post("/v1/model/rollback", json={"version": 999})
+    assert missing.status_code == 404 and missing.json()["field"] == "version"
+
+
+def test_feedback_for_learned_classes_is_counted_not_buffered(live_server):
+    counted = live_server.get("/v1/model").json()["updater"]["known_class_samples"]
+    assert live_server.post("/v1/feedback", json={"samples": feedback_samples(["dog"], 2)}).status_code == 202
+    updater = live_server.get("/v1/model").json()["updater"]
+    assert updater["known_class_samples"] == counted + 2 and "dog" not in str(updater["buffered"])
