@@ -69,7 +69,8 @@ def _feed(args: argparse.Namespace) -> int:
     from serving.feed import FeedError, feed
 
     try:
-        result = feed(args.path, args.url, args.task, args.batch)
+        labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
+        result = feed(args.path, args.url, args.task, args.batch, labels, args.limit)
     except FeedError as error:
         log.error("%s", error)
         return 1
@@ -164,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     feed.add_argument("--url", default="http://127.0.0.1:8000", help="the running server")
     feed.add_argument("--task", help="put every sample in this task (overrides their task fields)")
     feed.add_argument("--batch", type=int, default=32, help="samples per request")
+    feed.add_argument("--labels", help="send only the samples of these classes (comma-separated)")
+    feed.add_argument("--limit", type=int, help="send at most this many samples")
     feed.set_defaults(handler=_feed)
 
     serve = commands.add_parser("serve", help="start a local Ray on 127.0.0.1 and serve the HTTP API")

@@ -88,8 +88,23 @@ def post_with_retries(client: httpx.Client, url: str, body: dict, batch: Sequenc
     raise AssertionError("unreachable")
 
 
-def feed(path: str, url: str, task: str | None, batch_size: int, timeout_s: float = 60) -> FeedResult:
+def feed(
+    path: str,
+    url: str,
+    task: str | None,
+    batch_size: int,
+    labels: Sequence[str] | None = None,
+    limit: int | None = None,
+    timeout_s: float = 60,
+) -> FeedResult:
+    """Send the samples of `path` (only those of `labels`, at most `limit` of them) in batches."""
     samples = read_data_set(path)
+    if labels:
+        unknown = sorted(set(labels) - {sample.label for sample in samples})
+        if unknown:
+            raise FeedError(f"--labels: {', '.join(unknown)} not in {path}")
+        samples = [sample for sample in samples if sample.label in set(labels)]
+    samples = samples[:limit]
     endpoint = url.rstrip("/") + "/v1/feedback"
     accepted, offset, batches = 0, None, 0
     progress = tqdm(total=len(samples), desc="feedback", unit="sample")

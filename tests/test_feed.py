@@ -53,3 +53,11 @@ def test_feed_a_file_and_standard_input_to_the_live_server(live_server, tmp_path
     assert done.returncode == 0, done.stderr.decode()
     assert b"accepted 6 samples in 2 requests" in done.stdout
     assert FeedbackLog(live_server.state_dir / "feedback").end >= before + 12
+
+
+def test_feed_only_some_labels(live_server, tmp_path):
+    data = write_jsonl_dataset(tmp_path, ["dog", "bus"], per_class=3)
+    result = feed(str(data), live_server.url, task=None, batch_size=8, labels=["bus"], limit=2)
+    assert (result.accepted, result.batches) == (2, 1)
+    with pytest.raises(FeedError, match="--labels: cat not in"):
+        feed(str(data), live_server.url, task=None, batch_size=8, labels=["cat"])

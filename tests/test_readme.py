@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from model.published import publish
 from serving.cli import build_parser
 from serving.config import AppConfig
 from tests.images import drawn_image
@@ -60,10 +61,15 @@ def test_api_examples_answer(live_server, tmp_path):
         )
         assert result.returncode == 0, result.stderr
         answers.append(json.loads(result.stdout))
-    both, text_only, image_only, model, refused = answers
+    both, text_only, image_only, model, refused, accepted, rolled_back = answers
     classes = sum(len(task["classes"]) for task in model["tasks"])
     assert both["missing"] == [] and len(both["top_k"]) == min(3, classes)
     assert text_only["missing"] == ["image"] and text_only["reconstructed"] is True
     assert image_only["missing"] == ["text"] and len(image_only["top_k"]) == 2
     assert model["version"] == both["model_version"] and model["tasks"]
     assert refused == {"field": "image", "detail": "image and text are both missing: send at least one of them"}
+    assert accepted["accepted"] == 1 and accepted["offset"] >= 1
+    assert rolled_back == {"version": 1}
+    live_server.wait_for_version(1)
+    publish(live_server.state_dir, model["version"])  # leave the server as it was
+    live_server.wait_for_version(model["version"])
