@@ -78,6 +78,23 @@ def _feed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_swap(args: argparse.Namespace) -> int:
+    from benchmarks import swap
+
+    config = swap.SwapConfig(
+        url=args.url,
+        swaps=args.swaps,
+        concurrency=args.concurrency,
+        interval_s=args.interval,
+        baseline_s=args.baseline,
+        data=args.data,
+        freshness_samples=args.freshness_samples,
+    )
+    result = swap.main(config, args.out)
+    sys.stdout.write(swap.format_report(result) + "\n")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from serving.config import load_config
     from updater.offline import train_offline
@@ -152,6 +169,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench_load.add_argument("--out", type=Path, required=True, help="JSON file to write")
     _add_config(bench_load)
     bench_load.set_defaults(handler=_bench_load)
+
+    bench_swap = benches.add_parser("swap", help="version swaps under load, and the freshness of a fed task")
+    bench_swap.add_argument("--url", default="http://127.0.0.1:8000", help="the running server (two versions)")
+    bench_swap.add_argument("--swaps", type=int, default=10, help="rollbacks and forwards, alternating")
+    bench_swap.add_argument("--concurrency", type=int, default=8, help="requests in flight all along")
+    bench_swap.add_argument("--interval", type=float, default=3.0, help="seconds between swaps")
+    bench_swap.add_argument("--baseline", type=float, default=10.0, help="seconds of load before the swaps")
+    bench_swap.add_argument("--data", type=Path, help="JSONL: also time a fed task's freshness")
+    bench_swap.add_argument("--freshness-samples", type=int, default=100, help="samples in the fresh task")
+    bench_swap.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    bench_swap.set_defaults(handler=_bench_swap)
 
     train = commands.add_parser("train", help="learn a JSONL data set task by task, offline")
     train.add_argument("--data", type=Path, required=True, help="JSONL data set")

@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 
 from ray import serve
 from ray.exceptions import RayError
@@ -22,7 +23,7 @@ from ray.serve import Application
 
 from serving.config import AppConfig
 from serving.decode import DecodedSample
-from serving.http_api import UpdaterUnavailable, build_http_app
+from serving.http_api import BatchInfo, UpdaterUnavailable, build_http_app
 from serving.metrics import ReplicaMetrics
 from serving.predictor import Predictor
 from serving.schemas import ModelInfo, PredictResponse
@@ -69,6 +70,7 @@ class RebqReplica:
         self._predict_batch.set_max_batch_size(config.server.batching.max_batch_size)
         self._predict_batch.set_batch_wait_timeout_s(config.server.batching.wait_timeout_s)
         self._updater_handle = None
+        self._replica_id, self._batches = uuid.uuid4().hex[:8], 0
         self._stopping = threading.Event()
         self._watcher = threading.Thread(target=self._watch_published, name="rebq-state-watcher", daemon=True)
         self._watcher.start()
@@ -112,18 +114,20 @@ class RebqReplica:
             if swapped:
                 self.metrics.observe_swap(self.predictor.version, time.perf_counter() - start)
 
-    async def predict(self, sample: DecodedSample) -> tuple[PredictResponse, int]:
+    async def predict(self, sample: DecodedSample) -> tuple[PredictResponse, BatchInfo]:
         return await self._predict_batch(sample)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def _predict_batch(self, samples: list[DecodedSample]) -> list[tuple[PredictResponse, int]]:
+    async def _predict_batch(self, samples: list[DecodedSample]) -> list[tuple[PredictResponse, BatchInfo]]:
         start = time.perf_counter()
         answers = self.predictor.predict_batch(samples)
         rebuilt = [answer.missing[0] for answer in answers if answer.reconstructed]
         self.metrics.observe_batch(
             len(samples), time.perf_counter() - start, rebuilt.count("image"), rebuilt.count("text")
         )
-        return [(answer, len(samples)) for answer in answers]
+        self._batches += 1
+        batch = BatchInfo(len(samples), f"{self._replica_id}-{self._batches}")
+        return [(answer, batch) for answer in answers]
 
     def model_info(self) -> ModelInfo:
         return self.predictor.model_info()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Protocol
 
 from fastapi import FastAPI, Request
@@ -42,11 +43,20 @@ from updater.feedback_log import NewFeedback
 log = logging.getLogger(__name__)
 
 BATCH_SIZE_HEADER = "x-rebq-batch-size"
+BATCH_ID_HEADER = "x-rebq-batch-id"
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """Which batch computed an answer: its size, and an id unique to that batch (replica and count)."""
+
+    size: int
+    id: str
 
 
 class Backend(Protocol):
-    async def predict(self, sample: DecodedSample) -> tuple[PredictResponse, int]:
-        """The answer and the size of the batch that computed it; raises NoModelError before any task."""
+    async def predict(self, sample: DecodedSample) -> tuple[PredictResponse, BatchInfo]:
+        """The answer and the batch that computed it; raises NoModelError before any task."""
 
     def model_info(self) -> ModelInfo: ...
 
@@ -177,8 +187,9 @@ def build_http_app(backend: Backend, limits: LimitsConfig, max_feedback_samples:
         try:
             sample = await decode_predict_body(request, limits)
             pattern = sample.pattern
-            answer, batch_size = await backend.predict(sample)
-            response = JSONResponse(answer.model_dump(), headers={BATCH_SIZE_HEADER: str(batch_size)})
+            answer, batch = await backend.predict(sample)
+            headers = {BATCH_SIZE_HEADER: str(batch.size), BATCH_ID_HEADER: batch.id}
+            response = JSONResponse(answer.model_dump(), headers=headers)
         except RequestError as error:
             response = error_response(error.status, error.field, error.detail)
         except NoModelError as error:

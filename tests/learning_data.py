@@ -11,6 +11,10 @@ CLASSES = {
     "cake": ("disk", (230, 200, 40), "a yellow cake"),
     "frog": ("stripes", (30, 160, 30), "a green frog"),
     "star": ("corner", (230, 200, 40), "a small star"),
+    "hat": ("disk", (30, 30, 200), "a blue hat"),
+    "boat": ("corner", (200, 30, 30), "a red boat"),
+    "apple": ("disk", (30, 160, 30), "a green apple"),
+    "moon": ("stripes", (230, 200, 40), "a big moon"),
 }
 
 

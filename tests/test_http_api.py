@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from serving.config import LimitsConfig
-from serving.http_api import BATCH_SIZE_HEADER, UpdaterUnavailable, build_http_app
+from serving.http_api import BATCH_ID_HEADER, BATCH_SIZE_HEADER, BatchInfo, UpdaterUnavailable, build_http_app
 from serving.predictor import Predictor
 from tests.images import drawn_image, image_bytes
 from tests.served_state import learn_and_publish, tiny_app_config
@@ -23,10 +23,12 @@ class InProcessBackend:
     def __init__(self, predictor: Predictor):
         self.predictor = predictor
         self.observed: list[tuple[str, int, str]] = []
+        self.batches = 0
 
     async def predict(self, sample):
         answers = await asyncio.to_thread(self.predictor.predict_batch, [sample])
-        return answers[0], 1
+        self.batches += 1
+        return answers[0], BatchInfo(1, f"in-process-{self.batches}")
 
     def model_info(self):
         return self.predictor.model_info()
@@ -89,6 +91,7 @@ def test_json_predict_each_pattern(backend):
         assert answer["missing"] == missing and answer["model_version"] == 1
         assert answer["reconstructed"] == bool(missing) and answer["label"] in {"dog", "bus"}
         assert len(answer["top_k"]) == body.get("top_k", 2) and response.headers[BATCH_SIZE_HEADER] == "1"
+        assert response.headers[BATCH_ID_HEADER].startswith("in-process-")
         assert backend.observed[-1] == ("/v1/predict", 200, pattern)
 
 

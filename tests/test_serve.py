@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks.processes import RAY_PROCESS_WORDS, processes_matching
 from model.published import publish
-from serving.http_api import BATCH_SIZE_HEADER
+from serving.http_api import BATCH_ID_HEADER, BATCH_SIZE_HEADER
 from tests.images import drawn_image, image_bytes
 from tests.served_state import learn_and_publish
 from tests.sockets import tcp_endpoints
@@ -69,6 +69,12 @@ def test_concurrent_requests_are_batched(live_server):
     assert [response.status_code for response in responses] == [200] * 16
     sizes = [int(response.headers[BATCH_SIZE_HEADER]) for response in responses]
     assert max(sizes) > 1 and max(sizes) <= live_server.config.server.batching.max_batch_size
+    batches: dict[str, list] = {}
+    for response in responses:
+        batches.setdefault(response.headers[BATCH_ID_HEADER], []).append(response)
+    for members in batches.values():  # one batch: one size, one version
+        assert {int(r.headers[BATCH_SIZE_HEADER]) for r in members} == {len(members)}
+        assert len({r.json()["model_version"] for r in members}) == 1
 
 
 def test_a_published_version_reaches_the_replica_and_rollback_returns(live_server):
