@@ -1,4 +1,4 @@
-"""Every metric a replica reports, declared here and nowhere else.
+"""Every metric that replicas and the updater report, declared here and nowhere else.
 
 They go through `ray.serve.metrics`, so Ray tags them with application, deployment and replica and
 exports them on each node's metrics port (Ray prefixes the names with `ray_`).
@@ -11,6 +11,7 @@ from ray.serve.metrics import Counter, Gauge, Histogram
 LATENCY_BUCKETS_S = [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
 BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 SWAP_BUCKETS_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
+TRAINING_BUCKETS_S = [1, 5, 10, 30, 60, 120, 300, 600, 1800]
 
 
 class ReplicaMetrics:
@@ -57,3 +58,45 @@ class ReplicaMetrics:
         self.version.set(version)
         self.swaps.inc()
         self.swap_latency.observe(seconds)
+
+
+class UpdaterMetrics:
+    """Created inside the updater actor (plain Ray metrics: it is no Serve replica)."""
+
+    def __init__(self) -> None:
+        from ray.util.metrics import Counter as RayCounter
+        from ray.util.metrics import Gauge as RayGauge
+        from ray.util.metrics import Histogram as RayHistogram
+
+        self.accepted = RayCounter("rebq_feedback_accepted", "Feedback samples durably logged")
+        self.buffered = RayGauge("rebq_samples_buffered", "Samples waiting in a pending task", tag_keys=("task",))
+        self.known = RayCounter("rebq_feedback_known_class", "Feedback samples of classes already learned")
+        self.runs = RayCounter("rebq_training_runs", "Trainings, by outcome", tag_keys=("outcome",))
+        self.duration = RayHistogram(
+            "rebq_training_seconds", "Time to train and gate one task, seconds", boundaries=TRAINING_BUCKETS_S
+        )
+        self.accuracy = RayGauge(
+            "rebq_task_accuracy", "Last held-back accuracy of a newly trained task, percent", tag_keys=("task",)
+        )
+        self.forgetting = RayGauge(
+            "rebq_task_forgetting", "Points an earlier task lost at the last training", tag_keys=("task",)
+        )
+
+    def observe_intake(self, accepted: int, buffered: dict[str, dict[str, int]], known_added: int) -> None:
+        self.accepted.inc(accepted)
+        if known_added:
+            self.known.inc(known_added)
+        for task, counts in buffered.items():
+            self.buffered.set(sum(counts.values()), tags={"task": task})
+
+    def observe_training(self, outcome, buffered: dict[str, dict[str, int]], finished_task_gone: bool) -> None:
+        self.runs.inc(tags={"outcome": "published" if outcome.published else "refused"})
+        self.duration.observe(outcome.seconds)
+        if outcome.accuracy is not None:
+            self.accuracy.set(outcome.accuracy, tags={"task": outcome.task})
+        for task, points in outcome.forgetting.items():
+            self.forgetting.set(points, tags={"task": task})
+        if finished_task_gone:
+            self.buffered.set(0, tags={"task": outcome.task})
+        for task, counts in buffered.items():
+            self.buffered.set(sum(counts.values()), tags={"task": task})

@@ -15,6 +15,7 @@ import ray
 from model.backbone import load_backbone
 from model.state import StateError, list_versions
 from serving.config import AppConfig
+from serving.metrics import UpdaterMetrics
 from updater.feedback_log import NewFeedback
 from updater.updater import Updater
 
@@ -30,6 +31,7 @@ class UpdaterActor:
         backbone = load_backbone(config.backbone, runtime="torch")
         self.config = config
         self.updater = Updater(config.server.state_dir, backbone, config.learner, config.trainer, config.updater)
+        self.metrics = UpdaterMetrics()
         self._wake = threading.Event()
         threading.Thread(target=self._train_when_due, name="rebq-trainer", daemon=True).start()
 
@@ -46,13 +48,19 @@ class UpdaterActor:
 
     def _train(self, name: str) -> None:
         try:
-            self.updater.train(name)
+            outcome = self.updater.train(name)
         except Exception:  # the trainer thread must outlive one failed training
             log.exception("training task %s failed", name)
+            return
+        buffered = self.updater.status()["buffered"]
+        self.metrics.observe_training(outcome, buffered, name not in buffered)
 
     def accept(self, samples: list[NewFeedback]) -> tuple[int, int]:
+        known_before = self.updater.known_samples
         accepted = self.updater.accept(samples)
         self._wake.set()
+        status = self.updater.status()
+        self.metrics.observe_intake(accepted[0], status["buffered"], status["known_class_samples"] - known_before)
         return accepted
 
     def train_now(self, name: str) -> tuple[int, dict]:

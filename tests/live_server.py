@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -77,3 +78,24 @@ def start_live_server(backbone_config, torch_backbone: Backbone, state_dir: Path
     server = LiveServer(config, where.api, where.metrics, state_dir, torch_backbone, first)
     server.wait_for_version(1)
     return server
+
+
+def request_counts(metrics_text: str) -> dict[tuple[str, str], float]:
+    """(status, missing) -> requests counted over all replicas, from Prometheus text."""
+    counts: dict[tuple[str, str], float] = {}
+    for line in metrics_text.splitlines():
+        if line.startswith("ray_rebq_requests_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            key = (labels["status"], labels["missing"])
+            counts[key] = counts.get(key, 0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def scrape_until(url: str, ready, timeout_s: float = 45) -> str:
+    deadline, text = time.monotonic() + timeout_s, ""
+    while time.monotonic() < deadline:
+        text = httpx.get(url, timeout=10).text
+        if ready(text):
+            return text
+        time.sleep(0.5)
+    raise AssertionError(f"metrics not as expected within {timeout_s} s: {request_counts(text)}")

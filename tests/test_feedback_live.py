@@ -6,6 +6,7 @@ import time
 from model.published import published_version
 from tests.images import image_bytes
 from tests.learning_data import samples
+from tests.live_server import scrape_until
 from updater.feedback_log import FeedbackLog
 
 
@@ -52,6 +53,12 @@ def test_feedback_is_logged_trained_on_demand_and_served(live_server):
     assert info["tasks"][-1] == {"name": "sky", "classes": ["frog", "star"]}
     assert "sky" not in info["updater"]["buffered"]
     assert published_version(live_server.state_dir) == outcome["version"]
+
+    scrape_until(
+        live_server.metrics_url,
+        lambda text: 'outcome="published"' in text and "ray_rebq_feedback_accepted_total" in text
+        and 'ray_rebq_task_accuracy{' in text and 'task="sky"' in text,
+    )
 
     rolled = live_server.post("/v1/model/rollback", json={"version": before})
     assert rolled.status_code == 200 and rolled.json() == {"version": before}

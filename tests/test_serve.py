@@ -2,8 +2,6 @@
 
 import base64
 import os
-import re
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -13,6 +11,7 @@ from benchmarks.processes import RAY_PROCESS_WORDS, processes_matching
 from model.published import publish
 from serving.http_api import BATCH_ID_HEADER, BATCH_SIZE_HEADER
 from tests.images import drawn_image, image_bytes
+from tests.live_server import request_counts, scrape_until
 from tests.served_state import learn_and_publish
 from tests.sockets import tcp_endpoints
 
@@ -95,27 +94,6 @@ def test_a_published_version_reaches_the_replica_and_rollback_returns(live_serve
 def test_health_and_docs(live_server):
     assert live_server.get("/healthz").status_code == 200
     assert "/v1/predict" in live_server.get("/openapi.json").json()["paths"]
-
-
-def request_counts(metrics_text: str) -> dict[tuple[str, str], float]:
-    """(status, missing) -> requests counted over all replicas, from Prometheus text."""
-    counts: dict[tuple[str, str], float] = {}
-    for line in metrics_text.splitlines():
-        if line.startswith("ray_rebq_requests_total{"):
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
-            key = (labels["status"], labels["missing"])
-            counts[key] = counts.get(key, 0) + float(line.rsplit(" ", 1)[1])
-    return counts
-
-
-def scrape_until(url: str, ready, timeout_s: float = 45) -> str:
-    deadline, text = time.monotonic() + timeout_s, ""
-    while time.monotonic() < deadline:
-        text = httpx.get(url, timeout=10).text
-        if ready(text):
-            return text
-        time.sleep(0.5)
-    raise AssertionError(f"metrics not as expected within {timeout_s} s: {request_counts(text)}")
 
 
 def test_metrics_arrive_on_the_metrics_port_and_move(live_server):
