@@ -15,6 +15,7 @@ CLASSES = {
     "boat": ("corner", (200, 30, 30), "a red boat"),
     "apple": ("disk", (30, 160, 30), "a green apple"),
     "moon": ("stripes", (230, 200, 40), "a big moon"),
+    "fish": ("stripes", (200, 30, 30), "a red fish"),
 }
 
 

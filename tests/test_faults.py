@@ -1,0 +1,56 @@
+"""Faults on the live server: a replica killed, the updater killed; nothing acknowledged is lost."""
+
+import time
+
+import httpx
+import ray
+
+from model.published import published_version
+from serving.http_api import BATCH_ID_HEADER
+from serving.updater_actor import NAMESPACE, UPDATER_NAME
+from tests.test_feedback_live import feedback_samples
+
+
+def replica_actor_name() -> str:
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "SERVE_REPLICA" in a["name"]]
+    assert len(names) == 1, names
+    return names[0]
+
+
+def wait_for_answer(live_server, timeout_s: float = 120) -> httpx.Response:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            response = live_server.post("/v1/predict", json={"text": "a red dog"})
+            if response.status_code == 200:
+                return response
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("no answer after the replica was killed")
+
+
+def test_a_killed_replica_comes_back_serving_the_published_version(live_server):
+    before = live_server.post("/v1/predict", json={"text": "a red dog"})
+    old_replica = before.headers[BATCH_ID_HEADER].split("-")[0]
+    name = replica_actor_name()
+    ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+    answer = wait_for_answer(live_server)
+    assert answer.headers[BATCH_ID_HEADER].split("-")[0] != old_replica  # a new replica answers
+    assert answer.json()["model_version"] == published_version(live_server.state_dir)
+
+
+def test_a_killed_updater_comes_back_with_every_acknowledged_sample(live_server):
+    accepted = live_server.post("/v1/feedback", json={"samples": feedback_samples(["fish"], 2, task="kill-test")})
+    assert accepted.status_code == 202
+    buffered = live_server.get("/v1/model").json()["updater"]["buffered"]["kill-test"]
+    ray.kill(ray.get_actor(UPDATER_NAME, namespace=NAMESPACE), no_restart=False)
+    deadline, status = time.monotonic() + 120, None
+    while time.monotonic() < deadline:
+        status = live_server.get("/v1/model").json()["updater"]
+        if status is not None:
+            break
+        time.sleep(0.5)
+    assert status is not None and status["buffered"]["kill-test"] == buffered == {"fish": 2}
+    again = live_server.post("/v1/feedback", json={"samples": feedback_samples(["fish"], 1, task="kill-test")})
+    assert again.status_code == 202 and again.json()["offset"] == accepted.json()["offset"] + 1
