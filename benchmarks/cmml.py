@@ -3,7 +3,7 @@
 One run shares splits, missing tables and frozen features between the methods:
 - rebq: ours; - prompt_no_rec: the same pools, missing modalities filled with blank inputs, no
 reconstruction; - head_only: frozen features (blank-filled), no prompts, the head grown task after
-task; - joint: the rebq model trained on all tasks at once (the upper bound; its matrix rows are the
+task; - joint: the rebq model trained on all tasks at once (a reference; its matrix rows are the
 one model's accuracies on the tasks).
 """
 
@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from PIL import Image
 from pydantic import Field
 
 from benchmarks.cl_metrics import accuracy, by_missing_accuracy, summarise_runs
@@ -27,7 +26,7 @@ from benchmarks.cmml_splits import (
     keep_frequent_classes,
     shuffled_class_order,
 )
-from benchmarks.feature_bank import encode_samples, fill_blanks, with_table
+from benchmarks.feature_bank import blank_inputs, encode_samples, fill_blanks, with_table
 from model.backbone import Backbone, load_backbone
 from model.batch import EncodedBatch
 from model.config import BackboneConfig, LearnerConfig, StrictModel
@@ -119,12 +118,6 @@ def run_method(
     return {"acc_matrix": matrix, "by_missing": by_missing, "train_seconds": seconds}
 
 
-def _blank_inputs(model: ContinualModel, size: int) -> EncodedBatch:
-    return model.encode([Image.new("RGB", (size, size), (255, 255, 255))], [""]).with_presence(
-        torch.tensor([True]), torch.tensor([True])
-    )
-
-
 def run_cmml(config: CmmlConfig, backbone_config: BackboneConfig) -> dict:
     start = time.perf_counter()
     samples = keep_frequent_classes(load_jsonl(config.data), config.min_per_class)
@@ -133,7 +126,7 @@ def run_cmml(config: CmmlConfig, backbone_config: BackboneConfig) -> dict:
     backbone = load_backbone(backbone_config, runtime="torch")
     encoder = ContinualModel(load_backbone(backbone_config, runtime="onnx"), config.learner)
     bank = encode_samples(encoder, samples)
-    blank = _blank_inputs(encoder, getattr(backbone.image, "image_size", 224))
+    blank = blank_inputs(encoder, getattr(backbone.image, "image_size", 224))
     index_of = {sample.id: i for i, sample in enumerate(samples)}
     runs: dict[str, list[dict]] = {method: [] for method in config.methods}
     for seed in range(config.seeds):

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import torch
+import torch.nn.functional as F
+from PIL import Image
 from tqdm.auto import tqdm
 
 from model.batch import EncodedBatch
@@ -46,6 +48,26 @@ def with_table(batch: EncodedBatch, table: Sequence[Modality]) -> EncodedBatch:
     """Hide the modalities a missing table takes away."""
     keep_image, keep_text = presence_masks(table)  # (N,), (N,)
     return batch.with_presence(batch.has_image & keep_image, batch.has_text & keep_text)
+
+
+def blank_inputs(model: ContinualModel, size: int) -> EncodedBatch:
+    """One complete row of blank inputs, both encoded: a white `size`-square image and the empty text.
+
+    The empty text is the special-tokens-only input `[CLS] [SEP]` run through the text tower; its query is a
+    real feature, not the zero vector that `encode` gives a missing text.
+    """
+    white = model.encode([Image.new("RGB", (size, size), (255, 255, 255))], [None])  # the image row
+    text_tower = model.backbone.text
+    empty = text_tower.prompt_only_inputs(1)  # input_ids, attention_mask (1, 2)
+    with torch.no_grad():
+        q_text = F.normalize(text_tower.encode(empty), dim=-1)  # (1, Dt)
+    return replace(
+        white,
+        has_text=torch.ones(1, dtype=torch.bool),
+        q_text=q_text,
+        input_ids=empty["input_ids"],
+        attention_mask=empty["attention_mask"],
+    )
 
 
 def fill_blanks(batch: EncodedBatch, blank: EncodedBatch) -> EncodedBatch:

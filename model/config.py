@@ -77,7 +77,19 @@ class BackboneConfig(StrictModel):
 
 
 class LearnerConfig(StrictModel):
-    """The growing parts: prompt pools, memory pools and the cosine head."""
+    """The growing parts: prompt pools, memory pools and the cosine head.
+
+    `prompt_tasks`: how many tasks, from the first, add components to the pools (None: every task).
+    Later tasks add head rows only and leave the prompts as they are, so the features of classes
+    already learned stop moving (components learned for a new task otherwise shift old classes'
+    features too: the pools' cosine attention is dense). With prototype head rows (the trainer's
+    `head_rows`), the head is then a class-mean classifier over features that no longer drift.
+
+    `classifier`: what predictions rank. "cosine": the cosine head's logits. "lda": a linear
+    discriminant with one shared covariance shrunk by `lda_shrinkage` (see `model/lda_classifier.py`),
+    grown from each task's class means and within-class scatter; the cosine head still trains the
+    prompts. With `prompt_tasks` set, old classes' statistics stay exact as tasks are added.
+    """
 
     components_per_task: int = Field(8, ge=1, le=256)
     prompt_length: int = Field(8, ge=1, le=64)
@@ -85,3 +97,6 @@ class LearnerConfig(StrictModel):
     memory_prompt_length: int = Field(8, ge=1, le=64)
     head_scale: float = Field(16.0, gt=0)
     prompts: bool = True  # false: no pools at all, only the head grows (an ablation)
+    prompt_tasks: int | None = Field(1, ge=1)
+    classifier: Literal["cosine", "lda"] = "lda"
+    lda_shrinkage: float = Field(0.5, gt=0, le=1)

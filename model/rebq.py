@@ -8,7 +8,9 @@ For a batch with masks `has_image (B,)` and `has_text (B,)`, in one vectorised p
 3. each modality's pool is queried with the real or reconstructed query;
 4. prompted pass of each tower (a feature tower adds its prompt to its query); a missing modality keeps
    its reconstructed query;
-5. the unit-norm features are concatenated and classified by one cosine head over every class seen.
+5. the unit-norm features are concatenated and scored by one cosine head over every class seen (what
+   training uses) and, with `classifier="lda"`, by a shared-covariance linear discriminant (what
+   predictions rank).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch import nn
 from model.batch import EncodedBatch, scatter_rows
 from model.config import LearnerConfig
 from model.head import GrowingHead
+from model.lda_classifier import LdaClassifier
 from model.prompt_pool import PromptPool
 from model.tower import PromptKind
 
@@ -30,11 +33,12 @@ POOLS = ("image_pool", "text_pool", "image_memory", "text_memory")
 
 @dataclass
 class LearnerOutput:
-    logits: torch.Tensor  # (B, C)
+    logits: torch.Tensor  # (B, C) what predictions rank: the cosine head's logits or the LDA discriminants
     fused: torch.Tensor  # (B, Di + Dt), unit norm
     q_hat_image: torch.Tensor  # (B, Di) reconstructed image query, zero where not reconstructed
     q_hat_text: torch.Tensor  # (B, Dt) reconstructed text query, zero where not reconstructed
     reconstructed: torch.Tensor  # (B,) bool: a missing modality was reconstructed
+    head_logits: torch.Tensor  # (B, C) the cosine head's logits, which training's cross-entropy uses
 
 
 class RebQLearner(nn.Module):
@@ -51,6 +55,9 @@ class RebQLearner(nn.Module):
         self.image_memory = PromptPool(text_dim, self._memory_shape(image_tower))
         self.text_memory = PromptPool(image_dim, self._memory_shape(text_tower))
         self.head = GrowingHead(image_dim + text_dim, config.head_scale)
+        self.lda = None  # predictions rank the cosine head's logits
+        if config.classifier == "lda":
+            self.lda = LdaClassifier(image_dim + text_dim, config.lda_shrinkage)
 
     def _memory_shape(self, tower) -> tuple[int, ...]:
         if self._reads_prompts(tower):
@@ -67,9 +74,17 @@ class RebQLearner(nn.Module):
 
     # -- growth ---------------------------------------------------------------------------------------
 
+    def prompted_tasks(self, tasks: int) -> int:
+        """How many of `tasks` tasks added components to the pools."""
+        if not self.config.prompts:
+            return 0
+        return tasks if self.config.prompt_tasks is None else min(tasks, self.config.prompt_tasks)
+
     def grow(self, class_rows: torch.Tensor, generator: torch.Generator) -> None:
-        """Open a task: new components in every pool, new head rows initialised from `class_rows (n, F)`."""
-        if self.config.prompts:
+        """Open a task: new components in every pool (for the first `prompt_tasks` tasks), new head rows
+        initialised from `class_rows (n, F)`."""
+        tasks_so_far = self.image_pool.size // self.config.components_per_task
+        if self.prompted_tasks(tasks_so_far + 1) > tasks_so_far:
             for name in ("image_pool", "text_pool"):
                 getattr(self, name).grow(self.config.components_per_task, generator)
             for name in ("image_memory", "text_memory"):
@@ -132,27 +147,34 @@ class RebQLearner(nn.Module):
         reconstructed = torch.zeros(size, dtype=torch.bool)
         reconstructed[rebuild_image] = True
         reconstructed[rebuild_text] = True
-        return LearnerOutput(self.head(fused), fused, q_hat_image, q_hat_text, reconstructed)
+        head_logits = self.head(fused)  # (B, C)
+        logits = self.lda(fused) if self.lda is not None else head_logits  # (B, C)
+        return LearnerOutput(logits, fused, q_hat_image, q_hat_text, reconstructed, head_logits)
 
     # -- saving ---------------------------------------------------------------------------------------
 
     def export_tensors(self) -> dict[str, torch.Tensor]:
         tensors = self.head.export_tensors()
+        if self.lda is not None:
+            tensors.update(self.lda.export_tensors())
         for name in POOLS:
             tensors.update(getattr(self, name).export_tensors(name))
         return tensors
 
     def expected_shapes(self, tasks: int, classes: int) -> dict[str, tuple[int, ...]]:
         shapes = {"head.weight": (classes, self.head.feature_dim)}
+        if self.lda is not None:
+            shapes.update(self.lda.expected_shapes(classes))
         for name in POOLS:
             per_task = self.config.components_per_task
             if name.endswith("memory"):
                 per_task = self.config.memory_components_per_task
-            per_task = per_task if self.config.prompts else 0
-            shapes.update(getattr(self, name).expected_shapes(name, tasks * per_task))
+            shapes.update(getattr(self, name).expected_shapes(name, self.prompted_tasks(tasks) * per_task))
         return shapes
 
     def import_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         self.head.import_tensors(tensors)
+        if self.lda is not None:
+            self.lda.import_tensors(tensors)
         for name in POOLS:
             getattr(self, name).import_tensors(name, tensors)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -46,6 +46,9 @@ class TaskRecord(StrictModel):
     classes: tuple[str, ...]
 
 
+LEARNER_BEFORE_LDA = {"prompt_tasks": None, "classifier": "cosine"}
+
+
 class StateManifest(StrictModel):
     format: int = STATE_FORMAT
     version: int = Field(ge=1)
@@ -56,6 +59,14 @@ class StateManifest(StrictModel):
     tasks: tuple[TaskRecord, ...]
     tensors_sha256: str
     notes: dict[str, Any] = {}
+
+    @field_validator("learner", mode="before")
+    @classmethod
+    def _older_learners(cls, learner: Any) -> Any:
+        """Manifests written before these fields existed grew their pools every task and had no LDA."""
+        if isinstance(learner, dict):
+            return {**LEARNER_BEFORE_LDA, **learner}
+        return learner
 
     @property
     def classes(self) -> list[str]:

@@ -6,7 +6,14 @@ from model.config import LearnerConfig
 from model.continual import ContinualModel
 from tests.learning_data import samples
 
-SMALL = LearnerConfig(components_per_task=3, prompt_length=2, memory_components_per_task=3, memory_prompt_length=2)
+# grown by hand, without class statistics: predictions rank the cosine head's logits
+SMALL = LearnerConfig(
+    components_per_task=3,
+    prompt_length=2,
+    memory_components_per_task=3,
+    memory_prompt_length=2,
+    classifier="cosine",
+)
 
 
 @pytest.fixture

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -6,6 +8,7 @@ from model.continual import ContinualModel
 from model.published import POINTER_FILE, load_published, next_version, publish, published_version
 from model.state import (
     StateError,
+    StateManifest,
     StateMismatchError,
     latest_state,
     list_versions,
@@ -118,3 +121,13 @@ def test_corrupted_and_truncated_files_are_refused(tmp_path, trained, caplog):
 def test_staging_folders_are_not_versions(tmp_path):
     (tmp_path / ".v000003-abc").mkdir()
     assert list_versions(tmp_path) == []
+
+
+def test_a_manifest_from_before_the_lda_keeps_its_layout(tmp_path, trained):
+    state = trained.save(tmp_path)
+    manifest_path = version_folder(tmp_path, state.version) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["learner"]["prompt_tasks"] == 1 and manifest["learner"]["classifier"] == "lda"
+    del manifest["learner"]["prompt_tasks"], manifest["learner"]["classifier"]
+    written = StateManifest.model_validate_json(json.dumps(manifest))
+    assert written.learner.prompt_tasks is None and written.learner.classifier == "cosine"

@@ -1,4 +1,6 @@
+import pytest
 import torch
+import torch.nn.functional as F
 
 from model.config import LearnerConfig
 from model.continual import ContinualModel
@@ -9,9 +11,9 @@ SMALL = LearnerConfig(components_per_task=3, prompt_length=2, memory_components_
 FAST = TrainerConfig(epochs=12, batch_size=8, learning_rate=0.02)
 
 
-def learn(model, name, classes, missing=None):
+def learn(model, name, classes, missing=None, config=FAST):
     images, texts, labels = samples(classes, per_class=6, missing=missing)
-    return train_task(model, name, classes, model.encode(images, texts), labels, FAST, progress=False)
+    return train_task(model, name, classes, model.encode(images, texts), labels, config, progress=False)
 
 
 def accuracy(model, classes, missing=None):
@@ -30,7 +32,7 @@ def test_a_tiny_task_is_learned(tiny_backbone):
 
 
 def test_old_rows_and_components_do_not_change_with_a_new_task(tiny_backbone):
-    model = ContinualModel(tiny_backbone, SMALL)
+    model = ContinualModel(tiny_backbone, SMALL.model_copy(update={"prompt_tasks": None}))
     learn(model, "first", ["dog", "bus"])
     head_before = model.learner.head.weight().detach().clone()
     pool_before = model.learner.text_pool.stacked("components").detach().clone()
@@ -60,3 +62,76 @@ def test_a_class_learned_already_is_refused(tiny_backbone):
         assert "['bus'] were learned already" in str(error)
     else:
         raise AssertionError("a class was learned twice")
+
+
+def test_prototype_rows_are_the_trained_class_means(tiny_backbone):
+    model = ContinualModel(tiny_backbone, SMALL)
+    learn(model, "first", ["dog", "bus"])
+    images, texts, labels = samples(["tree", "cake"], per_class=6, missing={0: "image", 7: "text"})
+    batch = model.encode(images, texts)
+    prototypes = FAST.model_copy(update={"head_rows": "prototypes"})
+    train_task(model, "second", ["tree", "cake"], batch, labels, prototypes, progress=False)
+    with torch.no_grad():
+        fused = model.forward(batch).fused  # (12, F), under the trained prompts
+    complete = batch.has_image & batch.has_text
+    tree, cake = torch.arange(12) < 6, torch.arange(12) >= 6
+    expected = F.normalize(torch.stack([fused[tree & complete].mean(0), fused[cake & complete].mean(0)]), dim=-1)
+    assert torch.allclose(model.learner.head.weight()[2:], expected, atol=1e-6)
+
+
+def test_trained_rows_are_not_replaced(tiny_backbone):
+    trained, prototypes = ContinualModel(tiny_backbone, SMALL), ContinualModel(tiny_backbone, SMALL)
+    images, texts, labels = samples(["dog", "bus"], per_class=6)
+    for model, rows in ((trained, "trained"), (prototypes, "prototypes")):
+        config = FAST.model_copy(update={"head_rows": rows})
+        train_task(model, "first", ["dog", "bus"], model.encode(images, texts), labels, config, progress=False)
+    for name in ("text_pool.components", "image_memory.components"):
+        assert torch.equal(trained.learner.export_tensors()[name], prototypes.learner.export_tensors()[name])
+    assert not torch.allclose(trained.learner.head.weight(), prototypes.learner.head.weight(), atol=1e-3)
+
+
+def test_new_head_rows_of_the_wrong_shape_are_refused(tiny_backbone):
+    model = ContinualModel(tiny_backbone, SMALL)
+    model.learner.head.grow(torch.ones(2, model.learner.head.feature_dim))
+    with pytest.raises(ValueError, match="expected shape"):
+        model.learner.head.set_new_rows(torch.ones(3, model.learner.head.feature_dim))
+
+
+def test_tasks_after_prompt_tasks_add_rows_only(tiny_backbone):
+    model = ContinualModel(tiny_backbone, SMALL.model_copy(update={"prompt_tasks": 1}))
+    learn(model, "first", ["dog", "bus"])
+    before = model.learner.export_tensors()
+    result = learn(model, "second", ["tree", "cake"])
+    after = model.learner.export_tensors()
+    assert result.steps == 24  # only the new head rows train
+    assert model.learner.text_pool.size == 3 and model.learner.image_memory.size == 3
+    for name, tensor in before.items():
+        if name != "head.weight" and not name.startswith("lda."):
+            assert torch.equal(after[name], tensor), name
+    assert torch.equal(after["head.weight"][:2], before["head.weight"])
+    assert torch.equal(after["lda.means"][:2], before["lda.means"])
+    expected = model.learner.expected_shapes(tasks=2, classes=4)
+    assert {name: tuple(tensor.shape) for name, tensor in after.items()} == expected
+    assert accuracy(model, ["dog", "bus", "tree", "cake"]) >= 0.5  # chance is 0.25
+
+
+def test_a_task_with_nothing_to_train_takes_no_step(tiny_backbone):
+    model = ContinualModel(tiny_backbone, SMALL.model_copy(update={"prompt_tasks": 1}))
+    learn(model, "first", ["dog", "bus"])
+    result = learn(model, "second", ["tree", "cake"], config=FAST.model_copy(update={"head_rows": "prototypes"}))
+    assert result.steps == 0 and model.learner.head.weight().shape[0] == 4
+
+
+def test_each_task_adds_its_class_statistics_to_the_lda(tiny_backbone):
+    model = ContinualModel(tiny_backbone, SMALL)
+    learn(model, "first", ["dog", "bus"])
+    images, texts, labels = samples(["tree", "cake"], per_class=6, missing={0: "image", 7: "text"})
+    batch = model.encode(images, texts)
+    train_task(model, "second", ["tree", "cake"], batch, labels, FAST, progress=False)
+    with torch.no_grad():
+        fused = model.forward(batch).fused  # (12, F), every row, missing ones reconstructed
+    lda = model.learner.lda
+    assert lda.num_classes == 4 and float(lda.count) == 24
+    torch.testing.assert_close(lda.means[2:], torch.stack([fused[:6].mean(0), fused[6:].mean(0)]))
+    predictions = model.predict(batch, top_k=1)
+    assert len(predictions) == 12 and predictions[0].labels[0] in model.classes

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,11 +25,22 @@ log = logging.getLogger(__name__)
 
 
 class TrainerConfig(StrictModel):
+    """How one task is trained.
+
+    `head_rows`: what a task's head rows are once it is trained. "trained": the rows the masked
+    cross-entropy learned, which never saw the older classes, so old and new rows are not calibrated
+    against each other (task-recency bias). "prototypes": each new row is set, after training, to its
+    class's mean fused feature under the trained prompts (complete samples where a class has some):
+    every row is then a class mean on the same scale, a nearest-class-mean head. A task that adds no
+    prompt components (see `LearnerConfig.prompt_tasks`) then has nothing to train and takes no step.
+    """
+
     epochs: int = Field(8, ge=1, le=1000)
     batch_size: int = Field(32, ge=1, le=4096)
     learning_rate: float = Field(0.001, gt=0, le=1)
     reconstruction_weight: float = Field(1.0, ge=0)
     modality_drop: float = Field(0.5, ge=0, le=1)
+    head_rows: Literal["trained", "prototypes"] = "trained"
     seed: int = 0
 
 
@@ -98,16 +110,19 @@ def train_task(
     model.tasks.append(TaskRecord(name=name, classes=tuple(classes)))
     trainable = [parameter for parameter in model.learner.parameters() if parameter.requires_grad]
     optimiser = torch.optim.Adam(trainable, lr=config.learning_rate)
+    # a task without new components whose rows become prototypes has nothing to train
+    rows_only = all(p is model.learner.head.new_weight or p.numel() == 0 for p in trainable)
+    epochs = 0 if rows_only and config.head_rows == "prototypes" else config.epochs
     steps_per_epoch = -(-len(batch) // config.batch_size)
-    bar = tqdm(total=config.epochs * steps_per_epoch, desc=f"task {name}", disable=not progress, leave=False)
+    bar = tqdm(total=epochs * steps_per_epoch, desc=f"task {name}", disable=not progress, leave=False)
     loss_value, steps = float("nan"), 0
-    for _ in range(config.epochs):
+    for _ in range(epochs):
         order = torch.randperm(len(batch), generator=generator)
         for chunk in order.split(config.batch_size):
             truth = batch.select(chunk)
             seen, lose_image, lose_text = drop_modalities(truth, config.modality_drop, generator)
             output = model.forward(seen)
-            logits = output.logits[:, first_new:]  # older classes' logits masked out
+            logits = output.head_logits[:, first_new:]  # older classes' logits masked out
             loss = F.cross_entropy(logits, targets[chunk])
             loss = loss + config.reconstruction_weight * reconstruction_loss(output, truth, lose_image, lose_text)
             optimiser.zero_grad()
@@ -117,6 +132,11 @@ def train_task(
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.3f}")
     bar.close()
+    if config.head_rows == "prototypes":
+        model.learner.head.set_new_rows(class_prototypes(model, batch, targets, len(classes)))
+    if model.learner.lda is not None:
+        with torch.no_grad():
+            model.learner.lda.add_classes(model.forward(batch).fused, targets, len(classes))
     model.learner.freeze_current()
     seconds = time.perf_counter() - start
     log.info(

@@ -1,0 +1,79 @@
+"""A linear discriminant over every class seen: class means and one shared, shrunk covariance, grown by tasks.
+
+Each task adds its classes' mean features and its within-class scatter to running sums; nothing of a
+finished task is kept but those sums, and the discriminant of every class is recomputed from them, so
+old and new classes are scored against one covariance (no task-recency bias). While the features of
+classes already learned do not move (prompts frozen after `prompt_tasks`), the result equals an LDA fit
+on all tasks at once. The covariance is shrunk towards its mean variance: `(1 - g) S + g tr(S) / F I`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LdaClassifier(nn.Module):
+    def __init__(self, feature_dim: int, shrinkage: float):
+        super().__init__()
+        self.feature_dim = feature_dim
+        self.shrinkage = shrinkage
+        self.register_buffer("means", torch.zeros(0, feature_dim))  # (C, F)
+        self.register_buffer("scatter", torch.zeros(feature_dim, feature_dim, dtype=torch.float64))  # (F, F)
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))  # samples behind the scatter
+        self.register_buffer("weight", torch.zeros(0, feature_dim))  # (C, F) derived: Sigma^-1 mu_c
+        self.register_buffer("bias", torch.zeros(0))  # (C,) derived: -mu_c Sigma^-1 mu_c / 2
+
+    @property
+    def num_classes(self) -> int:
+        return self.means.shape[0]
+
+    def covariance(self) -> torch.Tensor:
+        """The shared covariance `(F, F)`, shrunk."""
+        sample = self.scatter / self.count.clamp(min=1.0)  # (F, F)
+        spread = torch.trace(sample) / self.feature_dim
+        identity = torch.eye(self.feature_dim, dtype=sample.dtype)
+        return (1 - self.shrinkage) * sample + self.shrinkage * spread * identity
+
+    def add_classes(self, features: torch.Tensor, targets: torch.Tensor, count: int) -> None:
+        """Append `count` classes from `features (N, F)` and `targets (N,)` in `[0, count)`, each with a row."""
+        members = nn.functional.one_hot(targets, count).to(torch.float64)  # (N, n)
+        sizes = members.sum(0)  # (n,)
+        if bool((sizes == 0).any()):
+            empty = (sizes == 0).nonzero().flatten().tolist()
+            raise ValueError(f"every new class needs a sample: class indices {empty} have none")
+        data = features.detach().to(torch.float64)  # (N, F)
+        means = (members.T @ data) / sizes.unsqueeze(-1)  # (n, F)
+        centred = data - means[targets]  # (N, F)
+        self.scatter = self.scatter + centred.T @ centred
+        self.count = self.count + len(data)
+        self.means = torch.cat([self.means, means.to(self.means.dtype)])
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute every class's discriminant from the sums."""
+        if self.num_classes == 0:
+            return
+        means = self.means.to(torch.float64)  # (C, F)
+        weight = torch.linalg.solve(self.covariance(), means.T).T  # (C, F)
+        self.weight = weight.to(torch.float32)
+        self.bias = (-0.5 * (weight * means).sum(-1)).to(torch.float32)  # (C,)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        # features (B, F) -> discriminants (B, C)
+        return features @ self.weight.T + self.bias
+
+    def export_tensors(self) -> dict[str, torch.Tensor]:
+        return {f"lda.{name}": getattr(self, name).detach().clone() for name in ("means", "scatter", "count")}
+
+    def import_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        for name in ("means", "scatter", "count"):
+            setattr(self, name, tensors[f"lda.{name}"].clone())
+        self.refresh()
+
+    def expected_shapes(self, classes: int) -> dict[str, tuple[int, ...]]:
+        return {
+            "lda.means": (classes, self.feature_dim),
+            "lda.scatter": (self.feature_dim, self.feature_dim),
+            "lda.count": (),
+        }
