@@ -9,8 +9,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from model.config import BackboneConfig, LearnerConfig, StrictModel
-from updater.trainer import TrainerConfig
-from updater.updater import UpdaterConfig
+from updater.config import TrainerConfig, UpdaterConfig
 
 
 class ConfigError(ValueError):

@@ -16,19 +16,21 @@ import os
 import threading
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 from ray import serve
 from ray.exceptions import RayError
 from ray.serve import Application
 
+from serving.backend import BatchInfo, UpdaterUnavailable
 from serving.config import AppConfig
-from serving.decode import DecodedSample
-from serving.http_api import BatchInfo, UpdaterUnavailable, build_http_app
 from serving.metrics import ReplicaMetrics
-from serving.predictor import Predictor
-from serving.schemas import ModelInfo, PredictResponse
 from serving.updater_actor import start_updater, updater_handle
-from updater.feedback_log import NewFeedback
+
+if TYPE_CHECKING:  # the driver that builds the application does not import torch
+    from serving.decode import DecodedSample
+    from serving.schemas import ModelInfo, PredictResponse
+    from updater.feedback_log import NewFeedback
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ def bind_replica_grpc_to_loopback() -> None:
 @serve.ingress()
 class RebqReplica:
     def __init__(self, config: AppConfig):
+        from serving.predictor import Predictor
+
         bind_replica_grpc_to_loopback()
         self.config = config
         self.predictor = Predictor.load(config)
@@ -76,6 +80,8 @@ class RebqReplica:
         self._watcher.start()
 
     def __serve_build_asgi_app__(self):
+        from serving.http_api import build_http_app
+
         return build_http_app(self, self.config.server.limits, self.config.updater.max_samples_per_request)
 
     def _updater(self):

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +16,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
+from serving.backend import Backend, UpdaterUnavailable
 from serving.config import LimitsConfig
 from serving.decode import (
     DecodedSample,
@@ -38,43 +37,11 @@ from serving.schemas import (
     RollbackRequest,
     TrainStarted,
 )
-from updater.feedback_log import NewFeedback
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE_HEADER = "x-rebq-batch-size"
 BATCH_ID_HEADER = "x-rebq-batch-id"
-
-
-@dataclass(frozen=True)
-class BatchInfo:
-    """Which batch computed an answer: its size, and an id unique to that batch (replica and count)."""
-
-    size: int
-    id: str
-
-
-class Backend(Protocol):
-    async def predict(self, sample: DecodedSample) -> tuple[PredictResponse, BatchInfo]:
-        """The answer and the batch that computed it; raises NoModelError before any task."""
-
-    def model_info(self) -> ModelInfo: ...
-
-    def observe(self, route: str, status: int, pattern: str, seconds: float) -> None:
-        """Called once per request, for metrics."""
-
-    async def feedback(self, samples: list[NewFeedback]) -> tuple[int, int]:
-        """Durably logged, then (accepted, log length); raises UpdaterUnavailable without an updater."""
-
-    async def train_task(self, name: str) -> tuple[int, dict]: ...
-
-    async def rollback(self, version: int) -> tuple[int, dict]: ...
-
-    async def updater_status(self) -> dict | None: ...
-
-
-class UpdaterUnavailable(RuntimeError):
-    """No updater is running to take feedback."""
 
 
 def error_response(status: int, field: str | None, detail: str) -> JSONResponse:

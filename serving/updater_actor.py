@@ -7,27 +7,41 @@ offset) and the published state.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 import ray
 
-from model.backbone import load_backbone
-from model.state import StateError, list_versions
 from serving.config import AppConfig
 from serving.metrics import UpdaterMetrics
-from updater.feedback_log import NewFeedback
-from updater.updater import Updater
+
+if TYPE_CHECKING:  # imported by the driver too, which stays free of torch
+    from updater.feedback_log import NewFeedback
 
 log = logging.getLogger(__name__)
 
 UPDATER_NAME = "rebq-updater"
+
+
+def return_freed_memory() -> None:
+    """Give the memory a training freed back to the system (glibc keeps it otherwise)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 NAMESPACE = "rebq"
 
 
 @ray.remote(max_restarts=-1, max_concurrency=8)
 class UpdaterActor:
     def __init__(self, config: AppConfig):
+        from model.backbone import load_backbone
+        from updater.updater import Updater
+
         backbone = load_backbone(config.backbone, runtime="torch")
         self.config = config
         self.updater = Updater(config.server.state_dir, backbone, config.learner, config.trainer, config.updater)
@@ -52,6 +66,8 @@ class UpdaterActor:
         except Exception:  # the trainer thread must outlive one failed training
             log.exception("training task %s failed", name)
             return
+        finally:
+            return_freed_memory()
         buffered = self.updater.status()["buffered"]
         self.metrics.observe_training(outcome, buffered, name not in buffered)
 
@@ -73,6 +89,8 @@ class UpdaterActor:
         return 202, {"task": name, "state": "training"}
 
     def rollback(self, version: int) -> tuple[int, dict]:
+        from model.state import StateError, list_versions
+
         if version not in list_versions(self.updater.state_dir):
             return 404, {"field": "version", "detail": f"version: {version} does not exist"}
         try:

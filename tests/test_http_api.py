@@ -7,8 +7,9 @@ import shutil
 import httpx
 import pytest
 
+from serving.backend import BatchInfo, UpdaterUnavailable
 from serving.config import LimitsConfig
-from serving.http_api import BATCH_ID_HEADER, BATCH_SIZE_HEADER, BatchInfo, UpdaterUnavailable, build_http_app
+from serving.http_api import BATCH_ID_HEADER, BATCH_SIZE_HEADER, build_http_app
 from serving.predictor import Predictor
 from tests.images import drawn_image, image_bytes
 from tests.served_state import learn_and_publish, tiny_app_config

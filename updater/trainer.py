@@ -9,39 +9,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from tqdm.auto import tqdm
 
 from model.batch import EncodedBatch
-from model.config import StrictModel
 from model.continual import ContinualModel
 from model.state import TaskRecord
+from updater.config import TrainerConfig
 
 log = logging.getLogger(__name__)
-
-
-class TrainerConfig(StrictModel):
-    """How one task is trained.
-
-    `head_rows`: what a task's head rows are once it is trained. "trained": the rows the masked
-    cross-entropy learned, which never saw the older classes, so old and new rows are not calibrated
-    against each other (task-recency bias). "prototypes": each new row is set, after training, to its
-    class's mean fused feature under the trained prompts (complete samples where a class has some):
-    every row is then a class mean on the same scale, a nearest-class-mean head. A task that adds no
-    prompt components (see `LearnerConfig.prompt_tasks`) then has nothing to train and takes no step.
-    """
-
-    epochs: int = Field(8, ge=1, le=1000)
-    batch_size: int = Field(32, ge=1, le=4096)
-    learning_rate: float = Field(0.001, gt=0, le=1)
-    reconstruction_weight: float = Field(1.0, ge=0)
-    modality_drop: float = Field(0.5, ge=0, le=1)
-    head_rows: Literal["trained", "prototypes"] = "trained"
-    seed: int = 0
 
 
 @dataclass

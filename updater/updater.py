@@ -23,28 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from pydantic import Field
 
 from model.backbone import Backbone
-from model.config import LearnerConfig, StrictModel
+from model.config import LearnerConfig
 from model.continual import ContinualModel
 from model.published import load_published, publish, published_version
+from updater.config import TrainerConfig, UpdaterConfig
 from updater.feedback_log import FeedbackLog, FeedbackRecord, NewFeedback
-from updater.trainer import TrainerConfig, train_task
+from updater.trainer import train_task
 
 log = logging.getLogger(__name__)
 
 HOLDOUT_FILE = "holdout.json"
-
-
-class UpdaterConfig(StrictModel):
-    min_samples_per_class: int = Field(10, ge=1)
-    quiet_seconds: float = Field(30.0, ge=0)
-    holdout_fraction: float = Field(0.2, ge=0, lt=1)  # of each class's samples, held back for the gate
-    min_accuracy: float = Field(50.0, ge=0, le=100)  # percent, on the new task's held-back samples
-    max_forgetting: float = Field(20.0, ge=0, le=100)  # points an earlier task may lose
-    poll_seconds: float = Field(1.0, gt=0)
-    max_samples_per_request: int = Field(256, ge=1)
 
 
 @dataclass

@@ -1,0 +1,45 @@
+"""What the HTTP layer needs from whoever answers: the replica in Serve, or an in-process stand-in.
+
+Light on purpose (no torch): the Serve driver imports it to build the application.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from serving.decode import DecodedSample
+    from serving.schemas import ModelInfo, PredictResponse
+    from updater.feedback_log import NewFeedback
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """Which batch computed an answer: its size, and an id unique to that batch (replica and count)."""
+
+    size: int
+    id: str
+
+
+class Backend(Protocol):
+    async def predict(self, sample: DecodedSample) -> tuple[PredictResponse, BatchInfo]:
+        """The answer and the batch that computed it; raises NoModelError before any task."""
+
+    def model_info(self) -> ModelInfo: ...
+
+    def observe(self, route: str, status: int, pattern: str, seconds: float) -> None:
+        """Called once per request, for metrics."""
+
+    async def feedback(self, samples: list[NewFeedback]) -> tuple[int, int]:
+        """Durably logged, then (accepted, log length); raises UpdaterUnavailable without an updater."""
+
+    async def train_task(self, name: str) -> tuple[int, dict]: ...
+
+    async def rollback(self, version: int) -> tuple[int, dict]: ...
+
+    async def updater_status(self) -> dict | None: ...
+
+
+class UpdaterUnavailable(RuntimeError):
+    """No updater is running to take feedback."""
