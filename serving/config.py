@@ -33,7 +33,7 @@ class BatchingConfig(StrictModel):
     """Serve's dynamic batching: a batch runs when full or when the oldest request waited this long."""
 
     max_batch_size: int = Field(16, ge=1, le=1024)
-    wait_timeout_s: float = Field(0.005, ge=0, le=10)
+    wait_timeout_s: float = Field(0.0, ge=0, le=10)  # 0: a batch is whatever queued while the last one ran
 
 
 class ServerConfig(StrictModel):
