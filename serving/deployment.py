@@ -16,8 +16,10 @@ import os
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import BaseModel, ConfigDict
 from ray import serve
 from ray.exceptions import RayError
 from ray.serve import Application
@@ -160,3 +162,25 @@ def build_app(config: AppConfig) -> Application:
         max_ongoing_requests=config.server.max_ongoing_requests,
         ray_actor_options={"num_cpus": config.server.cpus_per_replica, "num_gpus": config.replica_gpus()},
     ).bind(config)
+
+
+class BuilderArgs(BaseModel):
+    """`args` of an application in a Serve config file (deploy/serve_config.yaml)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state_dir: Path  # shared by every node of the cluster
+    config: Path | None = None  # a rebq-serve YAML or JSON file, readable on the node that deploys
+
+
+def app_builder(args: dict) -> Application:
+    """The import path `serving.deployment:app_builder` for `serve run` and `serve deploy`.
+
+    Replicas and resources come from the config file's deployment section, which Serve applies over
+    these defaults; batching, limits and the updater from the rebq-serve configuration.
+    """
+    from serving.config import load_config
+
+    checked = BuilderArgs.model_validate(args)
+    config = load_config(checked.config).with_overrides(state_dir=checked.state_dir)
+    return build_app(config)
