@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import statistics
 import threading
 import time
@@ -30,6 +31,7 @@ from tqdm import tqdm
 from benchmarks.load import percentile_ms
 from model.config import StrictModel
 from model.dataset import Sample, load_jsonl
+from serving.auth import TOKEN_VARIABLE
 from serving.http_api import BATCH_ID_HEADER
 
 log = logging.getLogger(__name__)
@@ -123,6 +125,12 @@ def mixed_version_batches(answers: list[Answer]) -> int:
     return sum(len(seen) > 1 for seen in versions.values())
 
 
+def admin_client(timeout_s: float) -> httpx.Client:
+    """A client carrying REBQ_SERVE_TOKEN, when set, for feedback, training and rollback."""
+    token = os.environ.get(TOKEN_VARIABLE)
+    return httpx.Client(timeout=timeout_s, headers={"authorization": f"Bearer {token.strip()}"} if token else {})
+
+
 def rollback(client: httpx.Client, url: str, version: int) -> None:
     response = client.post(url + "/v1/model/rollback", json={"version": version})
     if response.status_code != 200:
@@ -131,7 +139,7 @@ def rollback(client: httpx.Client, url: str, version: int) -> None:
 
 def run_swaps(config: SwapConfig) -> dict:
     url = config.url.rstrip("/")
-    client = httpx.Client(timeout=60)
+    client = admin_client(60)
     served = client.get(url + "/v1/model").json()["version"]
     if served < 2:
         raise ValueError(f"{url} serves version {served}: swaps need two versions (teach it two tasks first)")
@@ -187,7 +195,7 @@ def unlearned_task(data: Path, learned: set[str], size: int, min_per_class: int 
 
 def measure_freshness(config: SwapConfig) -> dict:
     url = config.url.rstrip("/")
-    client = httpx.Client(timeout=120)
+    client = admin_client(120)
     model = client.get(url + "/v1/model").json()
     learned = {name for task in model["tasks"] for name in task["classes"]}
     samples = unlearned_task(config.data, learned, config.freshness_samples)

@@ -65,12 +65,22 @@ def _bench_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def client_token(token_file: Path | None) -> str | None:
+    """The token a client sends: REBQ_SERVE_TOKEN, else the file's content."""
+    from serving.auth import TOKEN_VARIABLE
+
+    if os.environ.get(TOKEN_VARIABLE):
+        return os.environ[TOKEN_VARIABLE].strip()
+    return token_file.read_text().strip() if token_file else None
+
+
 def _feed(args: argparse.Namespace) -> int:
     from serving.feed import FeedError, feed
 
     try:
         labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
-        result = feed(args.path, args.url, args.task, args.batch, labels, args.limit)
+        token = client_token(args.token_file)
+        result = feed(args.path, args.url, args.task, args.batch, labels, args.limit, token=token)
     except FeedError as error:
         log.error("%s", error)
         return 1
@@ -116,6 +126,9 @@ def _serve(args: argparse.Namespace) -> int:
         replicas=args.replicas,
         state_dir=args.state_dir.resolve() if args.state_dir else None,
     )
+    if args.token_file:
+        auth = app.server.auth.model_copy(update={"token_file": args.token_file.resolve()})
+        app = app.model_copy(update={"server": app.server.model_copy(update={"auth": auth})})
     if not app.server.state_dir.is_absolute():
         app = app.with_overrides(state_dir=app.server.state_dir.resolve())
 
@@ -195,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     feed.add_argument("--batch", type=int, default=32, help="samples per request")
     feed.add_argument("--labels", help="send only the samples of these classes (comma-separated)")
     feed.add_argument("--limit", type=int, help="send at most this many samples")
+    feed.add_argument("--token-file", type=Path, help="file holding the bearer token (else REBQ_SERVE_TOKEN)")
     feed.set_defaults(handler=_feed)
 
     serve = commands.add_parser("serve", help="start a local Ray on 127.0.0.1 and serve the HTTP API")
@@ -203,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--state-dir", type=Path, help="where PromptState versions are read (default ./state)")
     serve.add_argument("--replicas", type=int, help="number of replicas (default 1)")
     serve.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the towers run (default auto)")
+    serve.add_argument("--token-file", type=Path, help="file holding the bearer token (else REBQ_SERVE_TOKEN)")
     _add_config(serve)
     serve.set_defaults(handler=_serve)
     return parser
@@ -219,11 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     from model.dataset import DatasetError
+    from serving.auth import AuthError
     from serving.config import ConfigError
 
     try:
         return args.handler(args)
-    except (ConfigError, DatasetError, FileNotFoundError, ValueError, TimeoutError) as error:
+    except (AuthError, ConfigError, DatasetError, OSError, ValueError, TimeoutError) as error:
         log.error("%s", error)
         return 2
 

@@ -36,6 +36,13 @@ class BatchingConfig(StrictModel):
     wait_timeout_s: float = Field(0.0, ge=0, le=10)  # 0: a batch is whatever queued while the last one ran
 
 
+class AuthConfig(StrictModel):
+    """Feedback, training and rollback need the bearer token, when one is set; predictions too, if asked."""
+
+    token_file: Path | None = None  # REBQ_SERVE_TOKEN, when set, comes first
+    protect_predictions: bool = False
+
+
 class ServerConfig(StrictModel):
     """The HTTP server and its replicas; command line flags override these."""
 
@@ -49,6 +56,7 @@ class ServerConfig(StrictModel):
     state_poll_s: float = Field(0.2, gt=0, le=60)  # how often a replica looks for a newly published version
     batching: BatchingConfig = BatchingConfig()
     limits: LimitsConfig = LimitsConfig()
+    auth: AuthConfig = AuthConfig()
 
 
 class RayConfig(StrictModel):

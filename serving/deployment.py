@@ -82,9 +82,17 @@ class RebqReplica:
         self._watcher.start()
 
     def __serve_build_asgi_app__(self):
+        from serving.auth import load_token
         from serving.http_api import build_http_app
 
-        return build_http_app(self, self.config.server.limits, self.config.updater.max_samples_per_request)
+        server = self.config.server
+        return build_http_app(
+            self,
+            server.limits,
+            self.config.updater.max_samples_per_request,
+            token=load_token(server.auth),
+            protect_predictions=server.auth.protect_predictions,
+        )
 
     def _updater(self):
         if self._updater_handle is None:

@@ -96,6 +96,7 @@ def feed(
     labels: Sequence[str] | None = None,
     limit: int | None = None,
     timeout_s: float = 60,
+    token: str | None = None,
 ) -> FeedResult:
     """Send the samples of `path` (only those of `labels`, at most `limit` of them) in batches."""
     samples = read_data_set(path)
@@ -108,7 +109,8 @@ def feed(
     endpoint = url.rstrip("/") + "/v1/feedback"
     accepted, offset, batches = 0, None, 0
     progress = tqdm(total=len(samples), desc="feedback", unit="sample")
-    with httpx.Client(timeout=timeout_s) as client, progress as bar:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(timeout=timeout_s, headers=headers) as client, progress as bar:
         for start in range(0, len(samples), batch_size):
             batch = samples[start : start + batch_size]
             answer = post_with_retries(client, endpoint, feedback_body(batch, task), batch)

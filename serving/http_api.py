@@ -16,6 +16,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
+from serving.auth import CHALLENGE, authorized
 from serving.backend import Backend, UpdaterUnavailable
 from serving.config import LimitsConfig
 from serving.decode import (
@@ -121,7 +122,7 @@ PREDICT_BODY = {
     }
 }
 
-ERRORS = {status: {"model": ErrorBody} for status in (409, 413, 415, 422)}
+ERRORS = {status: {"model": ErrorBody} for status in (401, 409, 413, 415, 422)}
 FEEDBACK_BODY = {
     "requestBody": {
         "required": True,
@@ -138,7 +139,22 @@ async def read_json_body(request: Request, limits: LimitsConfig) -> bytes:
     return body
 
 
-def build_http_app(backend: Backend, limits: LimitsConfig, max_feedback_samples: int = 256) -> FastAPI:
+def unauthorized(token: str | None, request: Request) -> JSONResponse | None:
+    """A 401 answer when `token` is set and the request does not carry it; None when it may go on."""
+    if token is None or authorized(request.headers.get("authorization"), token):
+        return None
+    response = error_response(401, "authorization", "authorization: a valid bearer token is required")
+    response.headers["www-authenticate"] = CHALLENGE
+    return response
+
+
+def build_http_app(
+    backend: Backend,
+    limits: LimitsConfig,
+    max_feedback_samples: int = 256,
+    token: str | None = None,
+    protect_predictions: bool = False,
+) -> FastAPI:
     app = FastAPI(title="rebq-serve", description="Predictions with missing modalities, from a continual learner.")
 
     @app.exception_handler(RequestValidationError)
@@ -151,6 +167,10 @@ def build_http_app(backend: Backend, limits: LimitsConfig, max_feedback_samples:
     async def predict(request: Request):
         """Classify one sample; the image (base64 in JSON, a file in multipart) or the text may be missing."""
         start, pattern = time.perf_counter(), "invalid"
+        refusal = unauthorized(token, request) if protect_predictions else None
+        if refusal is not None:
+            backend.observe("/v1/predict", 401, pattern, time.perf_counter() - start)
+            return refusal
         try:
             sample = await decode_predict_body(request, limits)
             pattern = sample.pattern
@@ -180,6 +200,9 @@ def build_http_app(backend: Backend, limits: LimitsConfig, max_feedback_samples:
     async def feedback(request: Request):
         """Labelled samples for the updater; answered only once they are durably in the feedback log."""
         start = time.perf_counter()
+        if (refusal := unauthorized(token, request)) is not None:
+            backend.observe("/v1/feedback", 401, "feedback", time.perf_counter() - start)
+            return refusal
         try:
             samples = decode_feedback(await read_json_body(request, limits), limits, max_feedback_samples)
             accepted, offset = await backend.feedback(samples)
@@ -195,8 +218,10 @@ def build_http_app(backend: Backend, limits: LimitsConfig, max_feedback_samples:
         return response
 
     @app.post("/v1/tasks/{name}/train", status_code=202, response_model=TrainStarted, responses=ERRORS)
-    async def train_task(name: str):
+    async def train_task(name: str, request: Request):
         """Train a buffered task now, without waiting for it to be due."""
+        if (refusal := unauthorized(token, request)) is not None:
+            return refusal
         try:
             status, body = await backend.train_task(name)
         except UpdaterUnavailable as error:
@@ -206,6 +231,8 @@ def build_http_app(backend: Backend, limits: LimitsConfig, max_feedback_samples:
     @app.post("/v1/model/rollback", response_model=RollbackRequest, responses=ERRORS)
     async def rollback(request: Request):
         """Publish an earlier version; every replica installs it between two batches."""
+        if (refusal := unauthorized(token, request)) is not None:
+            return refusal
         try:
             version = parse_json(await read_json_body(request, limits), RollbackRequest).version
             status, body = await backend.rollback(version)

@@ -102,10 +102,12 @@ def shutdown() -> None:
             ray.shutdown()
 
 
-def check_host(host: str) -> None:
-    if host not in (LOOPBACK, "localhost", "::1"):
+def check_host(host: str, token: str | None) -> None:
+    """Refuse to listen beyond loopback with no token: anyone who reaches it could teach the model."""
+    if host not in (LOOPBACK, "localhost", "::1") and token is None:
         raise ValueError(
-            f"host {host}: only loopback is served for now; put a reverse proxy with TLS in front to reach others"
+            f"host {host}: no token is set (REBQ_SERVE_TOKEN or --token-file), and a server reachable from "
+            "other machines would let anyone send feedback, train and roll back; set one, and serve behind TLS"
         )
 
 
@@ -116,7 +118,9 @@ def serve_until_signalled(
 
     The handlers are installed after Ray starts: its core worker installs its own for SIGTERM.
     """
-    check_host(config.server.host)
+    from serving.auth import load_token
+
+    check_host(config.server.host, load_token(config.server.auth))
     stop = threading.Event()
     previous = {}
     try:

@@ -65,9 +65,9 @@ def onnx_predictor(tiny_config, published):
     return predictor
 
 
-def call(backend, method: str, path: str, **kwargs) -> httpx.Response:
+def call(backend, method: str, path: str, app=None, **kwargs) -> httpx.Response:
     async def go():
-        transport = httpx.ASGITransport(app=build_http_app(backend, LIMITS))
+        transport = httpx.ASGITransport(app=app or build_http_app(backend, LIMITS))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             return await client.request(method, path, **kwargs)
 
@@ -163,3 +163,39 @@ def test_feedback_without_an_updater_is_503_after_validation(backend):
     good = call(backend, "POST", "/v1/feedback", json={"samples": [{"text": "a dog", "label": "dog"}]})
     assert good.status_code == 503 and good.headers["retry-after"] == "5"
     assert call(backend, "POST", "/v1/model/rollback", json={"version": 0}).json()["field"] == "version"
+
+
+TOKEN = "a-bearer-token-for-the-tests"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/feedback", {"samples": [{"text": "a dog", "label": "dog"}]}),
+        ("POST", "/v1/tasks/first/train", None),
+        ("POST", "/v1/model/rollback", {"version": 1}),
+    ],
+)
+def test_changing_the_model_needs_the_token(backend, method, path, body):
+    app = build_http_app(backend, LIMITS, token=TOKEN)
+    for headers in ({}, {"authorization": "Bearer wrong-token-of-some-length"}):
+        refused = call(backend, method, path, app=app, json=body, headers=headers)
+        assert refused.status_code == 401 and refused.json()["field"] == "authorization"
+        assert refused.headers["www-authenticate"] == 'Bearer realm="rebq-serve"'
+    allowed = call(backend, method, path, app=app, json=body, headers={"authorization": f"Bearer {TOKEN}"})
+    assert allowed.status_code == 503  # past the token: this backend has no updater
+    assert call(backend, "POST", "/v1/predict", app=app, json={"text": "a dog"}).status_code == 200
+
+
+def test_predictions_can_be_protected_too(backend):
+    app = build_http_app(backend, LIMITS, token=TOKEN, protect_predictions=True)
+    assert call(backend, "POST", "/v1/predict", app=app, json={"text": "a dog"}).status_code == 401
+    allowed = call(
+        backend,
+        "POST",
+        "/v1/predict",
+        app=app,
+        json={"text": "a dog"},
+        headers={"authorization": f"Bearer {TOKEN}"},
+    )
+    assert allowed.status_code == 200

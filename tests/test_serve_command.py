@@ -17,6 +17,8 @@ from benchmarks.processes import processes_matching
 from tests.live_server import free_port
 from tests.served_state import SMALL, learn_and_publish
 
+TOKEN = "a-token-for-the-serve-command-test"
+
 
 def write_config(path: Path, backbone_config, ray_dir: Path, metrics_port: int) -> Path:
     config = {
@@ -53,7 +55,7 @@ def test_serve_starts_answers_and_stops_on_a_signal(tmp_path, tiny_config, tiny_
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "REBQ_SERVE_TOKEN": TOKEN},
     )
     try:
         banner = read_until(process, "Ctrl-C stops it", timeout_s=240)
@@ -61,6 +63,11 @@ def test_serve_starts_answers_and_stops_on_a_signal(tmp_path, tiny_config, tiny_
         assert f"http://127.0.0.1:{metrics_port}/metrics" in banner
         answer = httpx.post(f"http://127.0.0.1:{port}/v1/predict", json={"text": "a blue bus"}, timeout=30)
         assert answer.status_code == 200 and answer.json()["model_version"] == 1
+        rollback = f"http://127.0.0.1:{port}/v1/model/rollback"
+        assert httpx.post(rollback, json={"version": 1}, timeout=30).status_code == 401
+        bearer = {"authorization": f"Bearer {TOKEN}"}
+        allowed = httpx.post(rollback, json={"version": 1}, headers=bearer, timeout=30)
+        assert allowed.status_code == 200
         assert processes_matching((str(ray_dir),))  # this server's Ray processes
         process.send_signal(stop_signal)
         assert process.wait(timeout=90) == 0
@@ -75,10 +82,12 @@ def test_serve_starts_answers_and_stops_on_a_signal(tmp_path, tiny_config, tiny_
 
 
 def test_serve_refuses_an_outward_host(tmp_path):
+    environment = {name: value for name, value in os.environ.items() if name != "REBQ_SERVE_TOKEN"}
     result = subprocess.run(
         [sys.executable, "-m", "serving.cli", "serve", "--host", "0.0.0.0", "--state-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,
+        env=environment,
     )
-    assert result.returncode == 2 and "host 0.0.0.0" in result.stderr
+    assert result.returncode == 2 and "host 0.0.0.0: no token is set" in result.stderr
