@@ -43,3 +43,28 @@ class Backend(Protocol):
 
 class UpdaterUnavailable(RuntimeError):
     """No updater is running to take feedback."""
+
+
+class Overloaded(RuntimeError):
+    """The replica holds as many predictions as it may; the client should come back later."""
+
+    def __init__(self, pending: int, retry_after_s: int = 1):
+        super().__init__(f"the server is saturated ({pending} predictions pending on this replica); retry later")
+        self.retry_after_s = retry_after_s
+
+
+class AdmissionGate:
+    """At most `limit` predictions pending in a replica at once; one more is refused with `Overloaded`."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.pending = 0
+
+    def __enter__(self) -> AdmissionGate:
+        if self.pending >= self.limit:
+            raise Overloaded(self.pending)
+        self.pending += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.pending -= 1

@@ -53,6 +53,7 @@ class ServerConfig(StrictModel):
     cpus_per_replica: float = Field(1.0, ge=0)
     gpus_per_replica: float | None = Field(None, ge=0)  # None: 1 with device cuda, else 0
     max_ongoing_requests: int = Field(64, ge=1)
+    max_pending_predictions: int = Field(48, ge=1)  # per replica; one more is answered 503 with Retry-After
     state_poll_s: float = Field(0.2, gt=0, le=60)  # how often a replica looks for a newly published version
     batching: BatchingConfig = BatchingConfig()
     limits: LimitsConfig = LimitsConfig()

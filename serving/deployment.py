@@ -24,7 +24,7 @@ from ray import serve
 from ray.exceptions import RayError
 from ray.serve import Application
 
-from serving.backend import BatchInfo, UpdaterUnavailable
+from serving.backend import AdmissionGate, BatchInfo, UpdaterUnavailable
 from serving.config import AppConfig
 from serving.metrics import ReplicaMetrics
 from serving.updater_actor import start_updater, updater_handle
@@ -76,6 +76,7 @@ class RebqReplica:
         self._predict_batch.set_max_batch_size(config.server.batching.max_batch_size)
         self._predict_batch.set_batch_wait_timeout_s(config.server.batching.wait_timeout_s)
         self._updater_handle = None
+        self._admission = AdmissionGate(config.server.max_pending_predictions)
         self._replica_id, self._batches = uuid.uuid4().hex[:8], 0
         self._stopping = threading.Event()
         self._watcher = threading.Thread(target=self._watch_published, name="rebq-state-watcher", daemon=True)
@@ -131,7 +132,8 @@ class RebqReplica:
                 self.metrics.observe_swap(self.predictor.version, time.perf_counter() - start)
 
     async def predict(self, sample: DecodedSample) -> tuple[PredictResponse, BatchInfo]:
-        return await self._predict_batch(sample)
+        with self._admission:
+            return await self._predict_batch(sample)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def _predict_batch(self, samples: list[DecodedSample]) -> list[tuple[PredictResponse, BatchInfo]]:

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
 from serving.auth import CHALLENGE, authorized
-from serving.backend import Backend, UpdaterUnavailable
+from serving.backend import Backend, Overloaded, UpdaterUnavailable
 from serving.config import LimitsConfig
 from serving.decode import (
     DecodedSample,
@@ -122,7 +122,7 @@ PREDICT_BODY = {
     }
 }
 
-ERRORS = {status: {"model": ErrorBody} for status in (401, 409, 413, 415, 422)}
+ERRORS = {status: {"model": ErrorBody} for status in (401, 409, 413, 415, 422, 503)}
 FEEDBACK_BODY = {
     "requestBody": {
         "required": True,
@@ -181,6 +181,9 @@ def build_http_app(
             response = error_response(error.status, error.field, error.detail)
         except NoModelError as error:
             response = error_response(409, None, str(error))
+        except Overloaded as error:
+            response = error_response(503, None, str(error))
+            response.headers["retry-after"] = str(error.retry_after_s)
         backend.observe("/v1/predict", response.status_code, pattern, time.perf_counter() - start)
         return response
 

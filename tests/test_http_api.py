@@ -7,7 +7,7 @@ import shutil
 import httpx
 import pytest
 
-from serving.backend import BatchInfo, UpdaterUnavailable
+from serving.backend import AdmissionGate, BatchInfo, UpdaterUnavailable
 from serving.config import LimitsConfig
 from serving.http_api import BATCH_ID_HEADER, BATCH_SIZE_HEADER, build_http_app
 from serving.predictor import Predictor
@@ -199,3 +199,20 @@ def test_predictions_can_be_protected_too(backend):
         headers={"authorization": f"Bearer {TOKEN}"},
     )
     assert allowed.status_code == 200
+
+
+class SaturatedBackend(InProcessBackend):
+    async def predict(self, sample):
+        with self.gate:
+            return await super().predict(sample)
+
+
+def test_a_saturated_replica_answers_503_with_retry_after(onnx_predictor):
+    backend = SaturatedBackend(onnx_predictor)
+    backend.gate = AdmissionGate(limit=1)
+    with backend.gate:  # one prediction already pending
+        response = call(backend, "POST", "/v1/predict", json={"text": "a dog"})
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert "saturated" in response.json()["detail"] and backend.gate.pending == 0
+    assert call(backend, "POST", "/v1/predict", json={"text": "a dog"}).status_code == 200
+    assert backend.gate.pending == 0  # released after each answer, also after a refusal
