@@ -6,6 +6,8 @@ import shutil
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from serving.backend import AdmissionGate, BatchInfo, UpdaterUnavailable
 from serving.config import LimitsConfig
@@ -216,3 +218,17 @@ def test_a_saturated_replica_answers_503_with_retry_after(onnx_predictor):
     assert "saturated" in response.json()["detail"] and backend.gate.pending == 0
     assert call(backend, "POST", "/v1/predict", json={"text": "a dog"}).status_code == 200
     assert backend.gate.pending == 0  # released after each answer, also after a refusal
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(  # arbitrary bodies under every content type: a 4xx, or 503 because this backend has no updater
+    path=st.sampled_from(["/v1/predict", "/v1/feedback", "/v1/model/rollback", "/v1/tasks/x/train"]),
+    content_type=st.sampled_from(
+        ["application/json", "multipart/form-data", "text/plain", "application/json; a=1"]
+    ),
+    body=st.binary(max_size=300) | st.text(max_size=200).map(str.encode),
+)
+def test_no_body_gets_a_server_error(backend, path, content_type, body):
+    response = call(backend, "POST", path, content=body, headers={"content-type": content_type})
+    assert response.status_code < 500 or response.status_code == 503, response.text
+    assert response.json()["detail"]
