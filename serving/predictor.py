@@ -14,7 +14,16 @@ from pathlib import Path
 from model.backbone import Backbone, load_backbone
 from model.continual import ContinualModel
 from model.published import published_version
-from model.state import PromptState, StateError, StateMismatchError, list_versions, load_state, version_folder
+from model.state import (
+    MANIFEST_FILE,
+    TENSORS_FILE,
+    PromptState,
+    StateError,
+    StateMismatchError,
+    list_versions,
+    load_state,
+    version_folder,
+)
 from serving.config import AppConfig
 from serving.decode import DecodedSample
 from serving.schemas import ModelInfo, PredictResponse, Scored, TaskInfo
@@ -31,7 +40,7 @@ class Predictor:
         self.backbone = backbone
         self.state_dir = Path(state_dir)
         self._model: ContinualModel | None = None
-        self._refused: set[int] = set()
+        self._refused: set[tuple] = set()  # versions refused, as they were on disk
         self._refresh_lock = threading.Lock()
 
     @classmethod
@@ -60,7 +69,7 @@ class Predictor:
         """Install the published version if it differs from the one served; True when it swapped."""
         with self._refresh_lock:
             wanted = published_version(self.state_dir)
-            if wanted is None or wanted == self.version or wanted in self._refused:
+            if wanted is None or wanted == self.version or self._identity(wanted) in self._refused:
                 return False
             if self._try_install(wanted):
                 return True
@@ -68,15 +77,28 @@ class Predictor:
                 return any(self._try_install(v) for v in reversed(list_versions(self.state_dir)) if v != wanted)
             return False
 
+    def _identity(self, version: int) -> tuple:
+        """A version's files as they are on disk: one written again under the same number is looked at afresh."""
+        folder = version_folder(self.state_dir, version)
+        marks: list = [version]
+        for name in (MANIFEST_FILE, TENSORS_FILE):
+            try:
+                status = (folder / name).stat()
+                marks += [status.st_ino, status.st_size, status.st_mtime_ns]
+            except OSError:
+                marks += [None]
+        return tuple(marks)
+
     def _try_install(self, version: int) -> bool:
-        if version in self._refused:
+        identity = self._identity(version)
+        if identity in self._refused:
             return False
         try:
             self.install(load_state(version_folder(self.state_dir, version)))
             return True
         except (StateError, StateMismatchError) as error:
             log.error("PromptState version %d refused, still serving version %d: %s", version, self.version, error)
-            self._refused.add(version)
+            self._refused.add(identity)
             return False
 
     def predict_batch(self, samples: Sequence[DecodedSample]) -> list[PredictResponse]:

@@ -54,3 +54,23 @@ def test_a_killed_updater_comes_back_with_every_acknowledged_sample(live_server)
     assert status is not None and status["buffered"]["kill-test"] == buffered == {"fish": 2}
     again = live_server.post("/v1/feedback", json={"samples": feedback_samples(["fish"], 1, task="kill-test")})
     assert again.status_code == 202 and again.json()["offset"] == accepted.json()["offset"] + 1
+
+
+def test_a_corrupted_published_version_is_refused_and_the_old_one_kept(live_server):
+    import shutil
+
+    from model.published import POINTER_FILE, publish
+    from model.state import TENSORS_FILE, list_versions, version_folder
+
+    served = live_server.version()
+    broken = max(list_versions(live_server.state_dir)) + 1
+    shutil.copytree(version_folder(live_server.state_dir, served), version_folder(live_server.state_dir, broken))
+    tensors = version_folder(live_server.state_dir, broken) / TENSORS_FILE
+    tensors.write_bytes(tensors.read_bytes()[: tensors.stat().st_size // 2])  # truncated on disk
+    (live_server.state_dir / POINTER_FILE).write_text(f'{{"version": {broken}}}')
+    time.sleep(2)  # ten polls
+    assert live_server.version() == served
+    answer = live_server.post("/v1/predict", json={"text": "a red dog"})
+    assert answer.status_code == 200 and answer.json()["model_version"] == served
+    publish(live_server.state_dir, served)
+    shutil.rmtree(version_folder(live_server.state_dir, broken))

@@ -122,3 +122,17 @@ def test_a_fresh_replica_falls_back_to_a_version_that_loads(onnx_backbone, state
     tensors.write_bytes(b"truncated")
     predictor = Predictor(onnx_backbone, state_dir)
     assert predictor.refresh() and predictor.version == 1
+
+
+def test_a_version_written_again_after_a_refusal_is_looked_at_afresh(onnx_backbone, state_dir, two_versions):
+    publish(state_dir, 1)
+    predictor = Predictor(onnx_backbone, state_dir)
+    predictor.refresh()
+    tensors = version_folder(state_dir, 2) / TENSORS_FILE
+    good = tensors.read_bytes()
+    tensors.write_bytes(good[:100])
+    (state_dir / POINTER_FILE).write_text('{"version": 2}')
+    assert not predictor.refresh() and not predictor.refresh()  # refused once, not re-read at every poll
+    shutil.rmtree(version_folder(state_dir, 2))
+    shutil.copytree(version_folder(two_versions, 2), version_folder(state_dir, 2))  # the operator repairs it
+    assert predictor.refresh() and predictor.version == 2

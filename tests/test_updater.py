@@ -102,3 +102,21 @@ def test_restart_recovers_what_the_log_holds_beyond_the_committed_offset(tmp_pat
 def test_training_an_unknown_task_is_refused(tmp_path, tiny_backbone):
     with pytest.raises(KeyError):
         make(tmp_path, tiny_backbone).train("nothing")
+
+
+def test_feedback_that_would_wreck_an_old_task_is_refused(tmp_path, tiny_backbone):
+    updater = make(tmp_path, tiny_backbone, max_forgetting=10.0, holdout_fraction=0.4)
+    updater.accept(feedback(["dog", "bus"], 6))
+    first = updater.train("feedback-1")
+    assert first.published and first.accuracy >= 50.0
+    wrecking = [  # old classes' pictures and texts, relabelled at random into two new classes
+        NewFeedback(
+            label=random.Random(i).choice(["cat", "hen"]), task="wreck", text=s.text, image_bytes=s.image_bytes
+        )
+        for i, s in enumerate(feedback(["dog", "bus"], 6))
+    ]
+    updater.accept(wrecking)
+    outcome = updater.train("wreck")
+    assert not outcome.published and "task feedback-1 would lose" in outcome.reason, outcome
+    assert outcome.forgetting["feedback-1"] > 10.0
+    assert published_version(tmp_path) == 1
