@@ -28,6 +28,9 @@ class Backend(Protocol):
 
     def model_info(self) -> ModelInfo: ...
 
+    def replica_info(self) -> dict[str, str | None]:
+        """`{"replica": id, "node": Ray node id or None}`."""
+
     def observe(self, route: str, status: int, pattern: str, seconds: float) -> None:
         """Called once per request, for metrics."""
 

@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import ray
 from pydantic import BaseModel, ConfigDict
 from ray import serve
 from ray.exceptions import RayError
@@ -149,6 +150,9 @@ class RebqReplica:
 
     def model_info(self) -> ModelInfo:
         return self.predictor.model_info()
+
+    def replica_info(self) -> dict[str, str | None]:
+        return {"replica": self._replica_id, "node": ray.get_runtime_context().get_node_id()}
 
     def observe(self, route: str, status: int, pattern: str, seconds: float) -> None:
         self.metrics.observe_request(route, status, pattern, seconds)

@@ -247,7 +247,7 @@ def build_http_app(
 
     @app.get("/healthz")
     async def healthz() -> dict:
-        """200 once this replica has loaded its towers."""
-        return {"status": "ok", "version": backend.model_info().version}
+        """200 once this replica has loaded its towers; which replica answered, and on which node."""
+        return {"status": "ok", "version": backend.model_info().version, **backend.replica_info()}
 
     return app

@@ -36,6 +36,9 @@ class InProcessBackend:
     def model_info(self):
         return self.predictor.model_info()
 
+    def replica_info(self):
+        return {"replica": "in-process", "node": None}
+
     def observe(self, route, status, pattern, seconds):
         assert seconds >= 0
         self.observed.append((route, status, pattern))
@@ -136,7 +139,12 @@ def test_conflict_before_any_task(tiny_config, tmp_path):
     empty = InProcessBackend(Predictor.load(tiny_app_config(tiny_config, tmp_path)))
     response = call(empty, "POST", "/v1/predict", json={"text": "a dog"})
     assert response.status_code == 409 and "no task has been learned" in response.json()["detail"]
-    assert call(empty, "GET", "/healthz").json() == {"status": "ok", "version": 0}
+    assert call(empty, "GET", "/healthz").json() == {
+        "status": "ok",
+        "version": 0,
+        "replica": "in-process",
+        "node": None,
+    }
 
 
 def test_model_info_and_docs(backend, published):
