@@ -41,3 +41,29 @@ def test_the_builder_makes_the_application(live_server, tmp_path):
     assert isinstance(deployment.app_builder({"state_dir": str(tmp_path)}), Application)
     with pytest.raises(pydantic.ValidationError, match="replicas"):
         deployment.app_builder({"state_dir": str(tmp_path), "replicas": 2})
+
+
+def test_prometheus_scrapes_the_default_metrics_port():
+    from serving.config import RayConfig
+
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"][0]["targets"] == [f"127.0.0.1:{RayConfig().metrics_port}"]
+
+
+def test_the_dashboard_queries_only_metrics_the_server_declares():
+    import json
+    import re
+
+    source = (Path(deployment.__file__).parent / "metrics.py").read_text()
+    declared = {f"ray_{name}" for name in re.findall(r'"(rebq_[a-z_]+)"', source)}
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboard.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    assert expressions
+    panels = dashboard["panels"]
+    assert len(panels) >= 7 and len({panel["id"] for panel in panels}) == len(panels)
+    for expression in expressions:
+        for metric in re.findall(r"ray_rebq_[a-z_]+", expression):
+            base = re.sub(r"_(total|bucket|sum|count)$", "", metric)
+            assert base in declared, f"{metric} in the dashboard is not declared in serving/metrics.py"
