@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+APT := $(if $(filter 0,$(shell id -u)),,sudo )apt-get
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test serve lint clean
+.PHONY: install test serve lint clean prometheus
 
 install: $(STAMP)
 
@@ -20,8 +21,12 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) prometheus
 	$(BIN)/python -m pytest -q
+
+# The monitoring test scrapes a live server with a real Prometheus: the Debian package's binary.
+prometheus:
+	@command -v prometheus >/dev/null || { $(APT) install -y -q prometheus || { $(APT) update -q && $(APT) install -y -q prometheus; }; } >/dev/null
 
 serve: $(STAMP)
 	$(BIN)/rebq-serve serve --state-dir ./state

@@ -131,6 +131,7 @@ class RebqReplica:
                 continue
             if swapped:
                 self.metrics.observe_swap(self.predictor.version, time.perf_counter() - start)
+            self.metrics.version.set(self.predictor.version)  # kept fresh: Ray stops exporting idle gauges
 
     async def predict(self, sample: DecodedSample) -> tuple[PredictResponse, BatchInfo]:
         with self._admission:
