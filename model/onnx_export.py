@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from model.durable_files import write_atomically
 from model.tower import Tower
 
 log = logging.getLogger(__name__)
@@ -50,15 +51,6 @@ def export_tower(tower: Tower, path: Path) -> None:
             opset_version=OPSET,
             dynamo=False,
         )
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(handle, "w") as stream:
-        stream.write(text)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(temporary, path)
 
 
 class OnnxCache:
@@ -106,5 +98,5 @@ class OnnxCache:
             os.replace(temporary, model_path)
         finally:
             Path(temporary).unlink(missing_ok=True)
-        _write_atomically(manifest_path, json.dumps(manifest, indent=2))
+        write_atomically(manifest_path, json.dumps(manifest, indent=2).encode())
         return model_path

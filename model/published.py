@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
+from model.durable_files import write_atomically
 from model.state import PromptState, StateError, latest_state, list_versions, load_state, version_folder
 
 log = logging.getLogger(__name__)
@@ -24,16 +23,7 @@ def publish(directory: Path, version: int) -> None:
     """Make `version` the one served; it must exist and read cleanly."""
     directory = Path(directory)
     load_state(version_folder(directory, version))  # raises StateError if missing or broken
-    descriptor, staging = tempfile.mkstemp(dir=directory, prefix=".current-", suffix=".json")
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump({"version": version}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(staging, directory / POINTER_FILE)
-    finally:
-        if os.path.exists(staging):
-            os.unlink(staging)
+    write_atomically(directory / POINTER_FILE, json.dumps({"version": version}).encode())
 
 
 def published_version(directory: Path) -> int | None:

@@ -24,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from model.config import LearnerConfig, StrictModel
+from model.durable_files import fsync_folder
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +100,6 @@ def list_versions(directory: Path) -> list[int]:
     return sorted(int(match.group(1)) for match in found if match)
 
 
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def save_state(
     directory: Path,
     tensors: dict[str, torch.Tensor],
@@ -142,7 +135,7 @@ def save_state(
             with open(staging / name, "rb+") as handle:
                 os.fsync(handle.fileno())
         os.rename(staging, target)
-        _fsync_folder(directory)
+        fsync_folder(directory)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return PromptState(manifest, {name: tensor.clone() for name, tensor in tensors.items()})

@@ -13,12 +13,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from model.durable_files import fsync_folder, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -46,28 +47,6 @@ class FeedbackRecord:
     text: str | None
     image: str | None  # a file name under images/
     received: float  # seconds since the epoch
-
-
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    """`data` at `path`, all or nothing: a temporary file, fsynced, renamed into place."""
-    descriptor, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(staging, path)
-    finally:
-        if os.path.exists(staging):
-            os.unlink(staging)
 
 
 class FeedbackLog:
@@ -100,7 +79,7 @@ class FeedbackLog:
     def _store_image(self, data: bytes, suffix: str) -> str:
         name = hashlib.sha256(data).hexdigest()[:40] + suffix
         if not (self.images / name).exists():
-            _write_durably(self.images / name, data)
+            write_atomically(self.images / name, data)
         return name
 
     def append(self, samples: Sequence[NewFeedback]) -> list[FeedbackRecord]:
@@ -111,7 +90,7 @@ class FeedbackLog:
                 for sample in samples
             ]
             if any(names):
-                _fsync_folder(self.images)
+                fsync_folder(self.images)
             now = time.time()
             records = [
                 FeedbackRecord(self._end + i, sample.label, sample.task, sample.text, name, now)
@@ -123,7 +102,7 @@ class FeedbackLog:
                 handle.flush()
                 os.fsync(handle.fileno())
             if self._end == 0:
-                _fsync_folder(self.folder)
+                fsync_folder(self.folder)
             self._end += len(records)
             return records
 
@@ -153,4 +132,4 @@ class FeedbackLog:
 
     def commit(self, offset: int) -> None:
         """Every record below `offset` is consumed; written atomically."""
-        _write_durably(self.folder / COMMITTED_FILE, json.dumps({"offset": offset}).encode())
+        write_atomically(self.folder / COMMITTED_FILE, json.dumps({"offset": offset}).encode())
