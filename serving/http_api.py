@@ -49,6 +49,11 @@ def error_response(status: int, field: str | None, detail: str) -> JSONResponse:
     return JSONResponse(ErrorBody(field=field, detail=detail).model_dump(), status_code=status)
 
 
+def media_type(request: Request) -> str:
+    """The request's content type without parameters; JSON when none is given."""
+    return request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refused with a 413 as soon as it is known to be over `limit` bytes."""
     declared = request.headers.get("content-length", "")
@@ -94,7 +99,7 @@ async def decode_form(request: Request, body: bytes, limits: LimitsConfig) -> De
 
 async def decode_predict_body(request: Request, limits: LimitsConfig) -> DecodedSample:
     body = await read_body(request, limits.max_body_bytes)
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    content_type = media_type(request)
     if content_type == "multipart/form-data":
         return await decode_form(request, body, limits)
     if content_type != "application/json":
@@ -133,7 +138,7 @@ FEEDBACK_BODY = {
 
 async def read_json_body(request: Request, limits: LimitsConfig) -> bytes:
     body = await read_body(request, limits.max_body_bytes)
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    content_type = media_type(request)
     if content_type != "application/json":
         raise RequestError(415, "content-type", f"content-type: {content_type} is not application/json")
     return body

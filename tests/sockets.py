@@ -44,6 +44,11 @@ def socket_inodes(pid: int) -> set[str]:
     return inodes
 
 
+def off_loopback(endpoints: list[tuple[int, str, str, str]]) -> list[tuple[int, str, str, str]]:
+    """The endpoints bound or connected beyond 127.0.0.1 (a listener's remote side is all zeros)."""
+    return [e for e in endpoints if not (e[2] == "127.0.0.1" and e[3] in ("127.0.0.1", "0.0.0.0", "::"))]
+
+
 def tcp_endpoints(pids: list[int]) -> list[tuple[int, str, str, str]]:
     """(pid, state, local, remote) of every listening or connected TCP socket of `pids`."""
     table = socket_table()

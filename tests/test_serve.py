@@ -13,7 +13,7 @@ from serving.http_api import BATCH_ID_HEADER, BATCH_SIZE_HEADER
 from tests.images import drawn_image, image_bytes
 from tests.live_server import request_counts, scrape_until
 from tests.served_state import learn_and_publish
-from tests.sockets import tcp_endpoints
+from tests.sockets import off_loopback, tcp_endpoints
 
 PNG = image_bytes(drawn_image("disk", 48))
 B64 = base64.b64encode(PNG).decode()
@@ -116,5 +116,4 @@ def test_ray_listens_and_talks_on_loopback_only(live_server):
     pids = [os.getpid(), *processes_matching(RAY_PROCESS_WORDS)]
     endpoints = tcp_endpoints(pids)
     assert len(endpoints) > 10  # the node's servers and their connections were found
-    outward = [e for e in endpoints if not (e[2] == "127.0.0.1" and e[3] in ("127.0.0.1", "0.0.0.0", "::"))]
-    assert outward == []
+    assert off_loopback(endpoints) == []

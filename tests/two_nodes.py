@@ -54,7 +54,7 @@ def main(config_path: str, port: int) -> None:
     from serving.config import load_config
     from serving.deployment import APP_NAME, build_app
     from tests.served_state import learn_and_publish
-    from tests.sockets import tcp_endpoints
+    from tests.sockets import off_loopback, tcp_endpoints
 
     config = load_config(Path(config_path))
     cluster = Cluster(
@@ -78,7 +78,6 @@ def main(config_path: str, port: int) -> None:
         )
         feedback = httpx.post(url + "/v1/feedback", json={"samples": [{"text": "a red fish", "label": "fish"}]})
         endpoints = tcp_endpoints([os.getpid(), *processes_matching(RAY_PROCESS_WORDS)])
-        outward = [e for e in endpoints if not (e[2] == "127.0.0.1" and e[3] in ("127.0.0.1", "0.0.0.0", "::"))]
         result = {
             "nodes": sorted(node["NodeID"] for node in ray.nodes() if node["Alive"]),
             "replica_nodes": {replica: health["node"] for replica, health in before.items()},
@@ -87,7 +86,7 @@ def main(config_path: str, port: int) -> None:
             "versions_after": sorted(health["version"] for health in after.values()),
             "feedback_status": feedback.status_code,
             "sockets": len(endpoints),
-            "outward_sockets": outward,
+            "outward_sockets": off_loopback(endpoints),
         }
         sys.stdout.write("RESULT " + json.dumps(result) + "\n")
         serve.shutdown()
