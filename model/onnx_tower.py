@@ -11,6 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from model.modality import Modality
 from model.onnx_export import OUTPUT_NAME
 from model.tower import Tower
 
@@ -50,6 +51,23 @@ def choose_providers(device: str) -> list[str]:
     return [CPU]
 
 
+# cuDNN's exhaustive search runs again for every new input shape, and batch sizes vary with the load.
+CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC"}
+
+
+FIXED_BATCH_SIZES = (1, 4, 16, 64)
+
+
+def pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
+    """`array (b, ...)` with zero rows appended up to `(rows, ...)`."""
+    missing = rows - array.shape[0]
+    return np.concatenate([array, np.zeros((missing, *array.shape[1:]), array.dtype)]) if missing else array
+
+
+def with_options(providers: list[str]) -> list:
+    return [(name, CUDA_OPTIONS) if name == CUDA else name for name in providers]
+
+
 def session_options(threads: int | None) -> ort.SessionOptions:
     options = ort.SessionOptions()
     if threads:
@@ -71,12 +89,20 @@ class OnnxTower:
         self.input_names = tower.input_names
         self.feature_dim = tower.feature_dim
         self.model_path = Path(model_path)
-        self.session = ort.InferenceSession(
-            str(model_path), sess_options=session_options(threads), providers=choose_providers(device)
-        )
+        self.threads = threads
+        self.session = self._new_session(choose_providers(device))
         self.providers = self.session.get_providers()
         if device == "cuda" and not self.on_gpu:
             raise RuntimeError(f"device: cuda was asked for but the session runs on {self.providers[0]}")
+        # On CUDA, a convolutional tower re-plans its convolutions whenever the batch shape changes (a few
+        # hundred ms each time): image batches are padded to fixed sizes, each with a session of its own.
+        self.batch_sizes = FIXED_BATCH_SIZES if self.on_gpu and self.modality is Modality.IMAGE else ()
+        self._fixed_sessions: dict[int, ort.InferenceSession] = {}
+
+    def _new_session(self, providers: list[str]) -> ort.InferenceSession:
+        return ort.InferenceSession(
+            str(self.model_path), sess_options=session_options(self.threads), providers=with_options(providers)
+        )
 
     @property
     def on_gpu(self) -> bool:
@@ -103,7 +129,17 @@ class OnnxTower:
             prompts = self.empty_prompts(batch)
         feeds = {name: np.ascontiguousarray(inputs[name].numpy()) for name in self.input_names}
         feeds["prompts"] = np.ascontiguousarray(prompts.detach().to(torch.float32).numpy())
-        (features,) = self.session.run([OUTPUT_NAME], feeds)
-        return torch.from_numpy(features)  # (B, D)
+        return torch.from_numpy(self._run(feeds, batch))  # (B, D)
+
+    def _run(self, feeds: dict[str, np.ndarray], batch: int) -> np.ndarray:
+        size = next((size for size in self.batch_sizes if size >= batch), None)
+        if size is None:
+            (features,) = self.session.run([OUTPUT_NAME], feeds)
+            return features
+        if size not in self._fixed_sessions:
+            self._fixed_sessions[size] = self._new_session(self.providers)
+        padded = {name: pad_rows(array, size) for name, array in feeds.items()}
+        (features,) = self._fixed_sessions[size].run([OUTPUT_NAME], padded)
+        return features[:batch]
 
     __call__ = encode

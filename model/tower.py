@@ -53,12 +53,23 @@ class Tower(nn.Module):
         """Prompts that change nothing: zero-length prefixes, or a zero feature offset."""
         return torch.zeros(batch, *self.prompt_shape(0))
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
     def encode(self, inputs: dict[str, torch.Tensor], prompts: torch.Tensor | None = None) -> torch.Tensor:
-        """`(B, D)` features of preprocessed inputs, prompted when `prompts (B, *prompt_shape)` is given."""
-        batch = inputs[self.input_names[0]].shape[0]
+        """`(B, D)` features of preprocessed inputs, prompted when `prompts (B, *prompt_shape)` is given.
+
+        The tower may sit on another device than its callers (a GPU, say): inputs and prompts go to it, and
+        the features come back to the device the prompts (or else the inputs) came from, gradients included.
+        """
+        first = inputs[self.input_names[0]]
+        caller = prompts.device if prompts is not None else first.device
         if prompts is None:
-            prompts = self.empty_prompts(batch)
-        return self(*(inputs[name] for name in self.input_names), prompts)
+            prompts = self.empty_prompts(first.shape[0])
+        here = self.device
+        features = self(*(inputs[name].to(here) for name in self.input_names), prompts.to(here))
+        return features.to(caller)
 
     def example_inputs(self, batch: int, prompt_length: int) -> dict[str, torch.Tensor]:
         """Inputs used to trace the ONNX export."""

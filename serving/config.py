@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -51,7 +52,8 @@ class ServerConfig(StrictModel):
     state_dir: Path = Path("state")
     replicas: int = Field(1, ge=1, le=256)
     cpus_per_replica: float = Field(1.0, ge=0)
-    gpus_per_replica: float | None = Field(None, ge=0)  # None: 1 with device cuda, else 0
+    gpus_per_replica: float | None = Field(None, ge=0)  # None: a share, see AppConfig.gpu_shares
+    updater_gpus: float | None = Field(None, ge=0)  # None: a share, see AppConfig.gpu_shares
     max_ongoing_requests: int = Field(64, ge=1)
     max_pending_predictions: int = Field(48, ge=1)  # per replica; one more is answered 503 with Retry-After
     state_poll_s: float = Field(0.2, gt=0, le=60)  # how often a replica looks for a newly published version
@@ -87,10 +89,33 @@ class AppConfig(StrictModel):
             backbone = BackboneConfig.model_validate({**self.backbone.model_dump(), "device": device})
         return self.model_copy(update={"server": server, "backbone": backbone})
 
-    def replica_gpus(self) -> float:
-        if self.server.gpus_per_replica is not None:
-            return self.server.gpus_per_replica
-        return 1.0 if self.backbone.device == "cuda" else 0.0
+    def gpu_shares(self, cluster_gpus: float) -> GpuShares:
+        """The GPUs each replica and the updater ask Ray for, on a cluster that has `cluster_gpus` now.
+
+        Values set in `server` win. Otherwise, when the towers run on the GPU (device `cuda`, or `auto`
+        on a cluster with GPUs), the replicas and the updater split the GPUs evenly, one at most each:
+        on one GPU, one replica and the updater get half of it each. On a cluster with no GPU yet (one
+        that scales GPU nodes up on demand), each replica asks for one and the updater trains on CPU.
+        """
+        device = self.backbone.device
+        on_gpu = device == "cuda" or (device == "auto" and cluster_gpus > 0)
+        if not on_gpu:
+            share, updater_share = 0.0, 0.0
+        elif cluster_gpus > 0:
+            share = updater_share = min(1.0, cluster_gpus / (self.server.replicas + 1))
+        else:
+            share, updater_share = 1.0, 0.0
+        replica = self.server.gpus_per_replica
+        updater = self.server.updater_gpus
+        return GpuShares(
+            replica=share if replica is None else replica, updater=updater_share if updater is None else updater
+        )
+
+
+@dataclass(frozen=True)
+class GpuShares:
+    replica: float
+    updater: float
 
 
 def load_config(path: Path | None) -> AppConfig:

@@ -171,11 +171,12 @@ def build_app(config: AppConfig) -> Application:
 
     The updater actor is started here too (or found, if it runs), so replicas find it by name.
     """
-    start_updater(config)
+    shares = config.gpu_shares(ray.cluster_resources().get("GPU", 0.0))
+    start_updater(config, shares.updater)
     return RebqReplica.options(
         num_replicas=config.server.replicas,
         max_ongoing_requests=config.server.max_ongoing_requests,
-        ray_actor_options={"num_cpus": config.server.cpus_per_replica, "num_gpus": config.replica_gpus()},
+        ray_actor_options={"num_cpus": config.server.cpus_per_replica, "num_gpus": shares.replica},
     ).bind(config)
 
 

@@ -40,9 +40,11 @@ NAMESPACE = "rebq"
 class UpdaterActor:
     def __init__(self, config: AppConfig):
         from model.backbone import load_backbone
+        from model.devices import place_towers, resolve_device
         from updater.updater import Updater
 
         backbone = load_backbone(config.backbone, runtime="torch")
+        place_towers(backbone, resolve_device(config.trainer.device, "trainer.device"))
         self.config = config
         self.updater = Updater(config.server.state_dir, backbone, config.learner, config.trainer, config.updater)
         self.metrics = UpdaterMetrics()
@@ -103,7 +105,7 @@ class UpdaterActor:
         return self.updater.status()
 
 
-def start_updater(config: AppConfig):
+def start_updater(config: AppConfig, gpus: float = 0.0):
     """The updater actor, created if it is not running yet (it survives the driver, not the cluster)."""
     return UpdaterActor.options(
         name=UPDATER_NAME,
@@ -111,7 +113,7 @@ def start_updater(config: AppConfig):
         get_if_exists=True,
         lifetime="detached",
         num_cpus=0,
-        num_gpus=config.replica_gpus(),
+        num_gpus=gpus,
     ).remote(config)
 
 

@@ -124,3 +124,19 @@ def test_fingerprint_follows_weights_and_config(tiny_root, tiny_config):
     )
     assert base.fingerprint() == same.fingerprint()
     assert len({base.fingerprint(), other_layers.fingerprint(), other_weights.fingerprint()}) == 3
+
+
+def test_batches_padded_to_fixed_sizes_answer_as_unpadded(tiny_config, tmp_path):
+    """The fixed-size path CUDA image towers take: padded rows change nothing, each size has its session."""
+    config = tiny_config.model_copy(update={"onnx_cache_dir": tmp_path, "device": "cpu"})
+    plain, padded = load_backbone(config, runtime="onnx"), load_backbone(config, runtime="onnx")
+    padded.image.batch_sizes = (1, 4)
+    for rows in (1, 3, 4, 6):  # 6: over the largest size, run as it is
+        inputs = plain.image.preprocess(IMAGES[:1] * rows)
+        prompts = torch.randn(rows, plain.image.feature_dim)
+        expected = plain.image.encode(inputs, prompts)
+        found = padded.image.encode(inputs, prompts)
+        assert found.shape == expected.shape == (rows, plain.image.feature_dim)
+        assert torch.allclose(found, expected, atol=1e-5)
+    assert sorted(padded.image._fixed_sessions) == [1, 4]
+    assert plain.image.batch_sizes == ()  # on the CPU provider, shapes are free

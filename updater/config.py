@@ -27,6 +27,7 @@ class TrainerConfig(StrictModel):
     modality_drop: float = Field(0.5, ge=0, le=1)
     head_rows: Literal["trained", "prototypes"] = "trained"
     seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # where the towers run; auto: the GPU when there is one
 
 
 
