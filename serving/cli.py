@@ -15,6 +15,16 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML or JSON configuration file (see README)")
 
 
+def state_dir_argument(text: str) -> Path:
+    """`--state-dir`: a path or a file:// URI, as `server.state_dir` takes it."""
+    from serving.config import state_path
+
+    try:
+        return state_path(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
 def _bench_towers(args: argparse.Namespace) -> int:
     from benchmarks import towers
     from serving.config import load_config
@@ -178,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_load.add_argument("--mix", default="complete=0.4,image=0.3,text=0.3", help="shares of missing patterns")
     bench_load.add_argument("--data", type=Path, required=True, help="JSONL data set the requests are made from")
     bench_load.add_argument("--single-requests", type=int, default=40, help="one-at-a-time requests timed")
-    bench_load.add_argument("--state-dir", type=Path, help="the server's state directory, for the in-process run")
+    bench_load.add_argument(
+        "--state-dir", type=state_dir_argument, help="the server's state directory, for the in-process run"
+    )
     bench_load.add_argument("--out", type=Path, required=True, help="JSON file to write")
     _add_config(bench_load)
     bench_load.set_defaults(handler=_bench_load)
@@ -196,7 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="learn a JSONL data set task by task, offline")
     train.add_argument("--data", type=Path, required=True, help="JSONL data set")
-    train.add_argument("--state-dir", type=Path, required=True, help="where PromptState versions are written")
+    train.add_argument(
+        "--state-dir", type=state_dir_argument, required=True, help="where PromptState versions are written"
+    )
     train.add_argument("--tasks", type=int, help="split the classes into this many tasks (without task fields)")
     _add_config(train)
     train.set_defaults(handler=_train)
@@ -214,7 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="start a local Ray on 127.0.0.1 and serve the HTTP API")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="HTTP port (default 8000)")
-    serve.add_argument("--state-dir", type=Path, help="where PromptState versions are read (default ./state)")
+    serve.add_argument(
+        "--state-dir", type=state_dir_argument, help="where PromptState versions are read (default ./state)"
+    )
     serve.add_argument("--replicas", type=int, help="number of replicas (default 1)")
     serve.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the towers run (default auto)")
     serve.add_argument("--token-file", type=Path, help="file holding the bearer token (else REBQ_SERVE_TOKEN)")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import Annotated
+from urllib.parse import unquote, urlsplit
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError
 
 from model.config import BackboneConfig, LearnerConfig, StrictModel
 from updater.config import TrainerConfig, UpdaterConfig
@@ -18,6 +22,31 @@ class ConfigError(ValueError):
 
 
 MIB = 1024 * 1024
+URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/")  # what starts a URI, rather than a path
+
+
+def state_path(location: object) -> object:
+    """The state directory named by a plain path or a `file://` URI, as a Path.
+
+    Every node reads and writes it with plain file operations, so it must be a filesystem that each
+    node mounts at the same path (NFS, a shared volume): any other scheme (s3://, gs://) is refused.
+    """
+    if not isinstance(location, str | PurePath):
+        return location  # refused by the Path type itself
+    text = os.fspath(location)
+    if not URI_SCHEME.match(text):
+        return Path(text)
+    uri = urlsplit(text)
+    if uri.scheme.lower() != "file":
+        raise ValueError(
+            f"state_dir must be a path or a file:// URI (a filesystem every node mounts), not {uri.scheme}: {text}"
+        )
+    if uri.netloc not in ("", "localhost") or not uri.path or uri.query or uri.fragment:
+        raise ValueError(f"state_dir must be a file:// URI of a local path, like file:///mnt/rebq-state: {text}")
+    return Path(unquote(uri.path))
+
+
+StateDir = Annotated[Path, BeforeValidator(state_path)]
 
 
 class LimitsConfig(StrictModel):
@@ -49,7 +78,7 @@ class ServerConfig(StrictModel):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    state_dir: Path = Path("state")
+    state_dir: StateDir = Path("state")  # a path or a file:// URI
     replicas: int = Field(1, ge=1, le=256)
     cpus_per_replica: float = Field(1.0, ge=0)
     gpus_per_replica: float | None = Field(None, ge=0)  # None: a share, see AppConfig.gpu_shares

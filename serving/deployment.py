@@ -26,7 +26,7 @@ from ray.exceptions import RayError
 from ray.serve import Application
 
 from serving.backend import AdmissionGate, BatchInfo, UpdaterUnavailable
-from serving.config import AppConfig
+from serving.config import AppConfig, StateDir
 from serving.metrics import ReplicaMetrics
 from serving.updater_actor import start_updater, updater_handle
 
@@ -185,7 +185,7 @@ class BuilderArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    state_dir: Path  # shared by every node of the cluster
+    state_dir: StateDir  # shared by every node of the cluster: a path or a file:// URI
     config: Path | None = None  # a rebq-serve YAML or JSON file, readable on the node that deploys
 
 

@@ -6,12 +6,39 @@ exports them on each node's metrics port (Ray prefixes the names with `ray_`).
 
 from __future__ import annotations
 
+import threading
+
 from ray.serve.metrics import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS_S = [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
 BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 SWAP_BUCKETS_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
 TRAINING_BUCKETS_S = [1, 5, 10, 30, 60, 120, 300, 600, 1800]
+GAUGE_REFRESH_S = 2.0  # inside Ray's metrics export interval (10 s); a gauge not set for two is dropped
+
+
+class RememberedGauge:
+    """A gauge that keeps the last value of each tag set and can set them all again.
+
+    Ray's metrics agent stops exporting a gauge value that is not set again within about two export
+    intervals, so a value set once (the accuracy of a task trained an hour ago) would vanish.
+    """
+
+    def __init__(self, gauge) -> None:
+        self._gauge = gauge
+        self._lock = threading.Lock()
+        self._last: dict[tuple[tuple[str, str], ...], float] = {}
+
+    def set(self, value: float, tags: dict[str, str] | None = None) -> None:
+        with self._lock:
+            self._last[tuple(sorted((tags or {}).items()))] = value
+        self._gauge.set(value, tags=tags)
+
+    def refresh(self) -> None:
+        with self._lock:
+            last = list(self._last.items())
+        for tags, value in last:
+            self._gauge.set(value, tags=dict(tags) or None)
 
 
 class ReplicaMetrics:
@@ -61,26 +88,31 @@ class ReplicaMetrics:
 
 
 class UpdaterMetrics:
-    """Created inside the updater actor (plain Ray metrics: it is no Serve replica)."""
+    """Created inside the updater actor (plain Ray metrics: it is no Serve replica).
+
+    Its gauges are set when something happens, which may be hours apart: the actor calls `refresh`
+    every GAUGE_REFRESH_S so that Ray keeps exporting their last values.
+    """
 
     def __init__(self) -> None:
         from ray.util.metrics import Counter as RayCounter
         from ray.util.metrics import Gauge as RayGauge
         from ray.util.metrics import Histogram as RayHistogram
 
+        def task_gauge(name: str, description: str) -> RememberedGauge:
+            return RememberedGauge(RayGauge(name, description, tag_keys=("task",)))
+
         self.accepted = RayCounter("rebq_feedback_accepted", "Feedback samples durably logged")
-        self.buffered = RayGauge("rebq_samples_buffered", "Samples waiting in a pending task", tag_keys=("task",))
+        self.buffered = task_gauge("rebq_samples_buffered", "Samples waiting in a pending task")
         self.known = RayCounter("rebq_feedback_known_class", "Feedback samples of classes already learned")
         self.runs = RayCounter("rebq_training_runs", "Trainings, by outcome", tag_keys=("outcome",))
         self.duration = RayHistogram(
             "rebq_training_seconds", "Time to train and gate one task, seconds", boundaries=TRAINING_BUCKETS_S
         )
-        self.accuracy = RayGauge(
-            "rebq_task_accuracy", "Last held-back accuracy of a newly trained task, percent", tag_keys=("task",)
+        self.accuracy = task_gauge(
+            "rebq_task_accuracy", "Last held-back accuracy of a newly trained task, percent"
         )
-        self.forgetting = RayGauge(
-            "rebq_task_forgetting", "Points an earlier task lost at the last training", tag_keys=("task",)
-        )
+        self.forgetting = task_gauge("rebq_task_forgetting", "Points an earlier task lost at the last training")
 
     def observe_intake(self, accepted: int, buffered: dict[str, dict[str, int]], known_added: int) -> None:
         self.accepted.inc(accepted)
@@ -100,3 +132,8 @@ class UpdaterMetrics:
             self.buffered.set(0, tags={"task": outcome.task})
         for task, counts in buffered.items():
             self.buffered.set(sum(counts.values()), tags={"task": task})
+
+    def refresh(self) -> None:
+        """Set every gauge's last values again."""
+        for gauge in (self.buffered, self.accuracy, self.forgetting):
+            gauge.refresh()

@@ -11,12 +11,13 @@ import ctypes
 import gc
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING
 
 import ray
 
 from serving.config import AppConfig
-from serving.metrics import UpdaterMetrics
+from serving.metrics import GAUGE_REFRESH_S, UpdaterMetrics
 
 if TYPE_CHECKING:  # imported by the driver too, which stays free of torch
     from updater.feedback_log import NewFeedback
@@ -50,9 +51,19 @@ class UpdaterActor:
         self.metrics = UpdaterMetrics()
         self._wake = threading.Event()
         threading.Thread(target=self._train_when_due, name="rebq-trainer", daemon=True).start()
+        threading.Thread(target=self._refresh_gauges, name="rebq-gauges", daemon=True).start()
 
     def ready(self) -> bool:
         return True
+
+    def _refresh_gauges(self) -> None:
+        """Keep the gauges exported; a loop of its own, since a training holds the trainer's for minutes."""
+        while True:
+            time.sleep(GAUGE_REFRESH_S)
+            try:
+                self.metrics.refresh()
+            except Exception:  # a refresher that dies would let every gauge vanish; keep it alive and loud
+                log.exception("refreshing the updater's gauges failed")
 
     def _train_when_due(self) -> None:
         while True:
