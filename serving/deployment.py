@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import ray
 from pydantic import BaseModel, ConfigDict
 from ray import serve
-from ray.exceptions import RayError
+from ray.exceptions import RayActorError, RayError
 from ray.serve import Application
 
 from serving.backend import AdmissionGate, BatchInfo, UpdaterUnavailable
@@ -104,14 +104,21 @@ class RebqReplica:
                 raise UpdaterUnavailable("no updater is running") from error
         return self._updater_handle
 
+    async def _call_updater(self, method: str, *args):
+        """`method` of the updater; its death or restart mid-call is an `UpdaterUnavailable` (a 503), not a 500."""
+        try:
+            return await getattr(self._updater(), method).remote(*args)
+        except RayActorError as error:
+            raise UpdaterUnavailable(f"the updater is restarting ({type(error).__name__}); try again") from error
+
     async def feedback(self, samples: list[NewFeedback]) -> tuple[int, int]:
-        return await self._updater().accept.remote(samples)
+        return await self._call_updater("accept", samples)
 
     async def train_task(self, name: str) -> tuple[int, dict]:
-        return await self._updater().train_now.remote(name)
+        return await self._call_updater("train_now", name)
 
     async def rollback(self, version: int) -> tuple[int, dict]:
-        return await self._updater().rollback.remote(version)
+        return await self._call_updater("rollback", version)
 
     async def updater_status(self) -> dict | None:
         try:
