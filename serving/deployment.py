@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DEPLOYMENT_NAME = "rebq"
 APP_NAME = "rebq"
+REPLICA_NAMESPACE = "serve"  # where Serve names its replicas' actors
 
 
 def bind_replica_grpc_to_loopback() -> None:
@@ -171,6 +172,21 @@ class RebqReplica:
 
     def __del__(self) -> None:
         self._stopping.set()
+
+
+def replica_actor_names() -> list[str]:
+    """The Ray actors of this application's replicas, by name (in namespace `REPLICA_NAMESPACE`)."""
+    actors = ray.util.list_named_actors(all_namespaces=True)
+    return sorted(
+        a["name"] for a in actors if a["name"].startswith(f"SERVE_REPLICA::{APP_NAME}#{DEPLOYMENT_NAME}#")
+    )
+
+
+def running_replicas() -> int:
+    """How many of this application's replicas Serve reports running."""
+    application = serve.status().applications.get(APP_NAME)
+    deployment = application.deployments.get(DEPLOYMENT_NAME) if application else None
+    return deployment.replica_states.get("RUNNING", 0) if deployment else 0
 
 
 def build_app(config: AppConfig) -> Application:
