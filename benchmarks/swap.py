@@ -14,6 +14,7 @@ acknowledgement to the first answer from the version that learned it.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
 import os
@@ -58,22 +59,29 @@ class Answer:
 
 
 class LoadLoop:
-    """`concurrency` threads sending text-only predictions until stopped; every answer kept."""
+    """`concurrency` threads sending text-only predictions until stopped, or until `max_requests` were sent or
+    `max_seconds` passed; every answer kept."""
 
     TEXTS = ("A red fire truck.", "A frog.", "A slice of pizza.", "A hat.", "A star.", "A green tree.")
 
-    def __init__(self, url: str, concurrency: int):
+    def __init__(self, url: str, concurrency: int, max_requests: int = 10_000_000, max_seconds: float = 86_400):
         self.url = url.rstrip("/") + "/v1/predict"
         self.concurrency = concurrency
         self.answers: list[Answer] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._sent = itertools.count()
+        self._max_requests, self._max_seconds = max_requests, max_seconds
         self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(concurrency)]
 
+    def _more(self, deadline: float) -> bool:
+        return not self._stop.is_set() and next(self._sent) < self._max_requests and time.monotonic() < deadline
+
     def _run(self, index: int) -> None:
+        deadline = time.monotonic() + self._max_seconds
         with httpx.Client(timeout=30) as client:
             count = 0
-            while not self._stop.is_set():
+            while self._more(deadline):
                 text = self.TEXTS[(index + count) % len(self.TEXTS)]
                 count += 1
                 start = time.monotonic()

@@ -115,6 +115,19 @@ def _bench_swap(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_faults(args: argparse.Namespace) -> int:
+    from benchmarks import faults
+    from serving.config import load_config
+
+    app = load_config(args.config)
+    server = {"url": args.url, "state_dir": (args.state_dir or app.server.state_dir).resolve(), "ray": app.ray}
+    sizes = {"concurrency": args.concurrency, "samples_per_class": args.samples_per_class, "settle_s": args.settle}
+    config = faults.FaultsConfig(data=args.data, **server, **sizes)
+    result = faults.main(config, args.out)
+    sys.stdout.write(faults.format_report(result) + "\n")
+    return 0 if result["lost_samples"] == 0 and all(fault["passed"] for fault in result["faults"]) else 1
+
+
 def _train(args: argparse.Namespace) -> int:
     from serving.config import load_config
     from updater.offline import train_offline
@@ -206,6 +219,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench_swap.add_argument("--out", type=Path, required=True, help="JSON file to write")
     bench_swap.set_defaults(handler=_bench_swap)
 
+    bench_faults = benches.add_parser(
+        "faults", help="a killed updater, a killed replica, a corrupted state and wrecking feedback, under load"
+    )
+    bench_faults.add_argument("--url", default="http://127.0.0.1:8000", help="the running server (a task learned)")
+    bench_faults.add_argument("--data", type=Path, required=True, help="JSONL: learned classes and two new ones")
+    bench_faults.add_argument("--state-dir", type=Path, help="the server's state directory (default ./state)")
+    bench_faults.add_argument("--concurrency", type=int, default=4, help="predictions in flight all along")
+    bench_faults.add_argument("--samples-per-class", type=int, default=20, help="of each class of the new task")
+    bench_faults.add_argument("--settle", type=float, default=3.0, help="seconds of load before each fault")
+    bench_faults.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    _add_config(bench_faults)
+    bench_faults.set_defaults(handler=_bench_faults)
+
     train = commands.add_parser("train", help="learn a JSONL data set task by task, offline")
     train.add_argument("--data", type=Path, required=True, help="JSONL data set")
     train.add_argument(
@@ -243,19 +269,23 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read by Ray at import: stay on loopback
+    # Ray's default for a local cluster, said before Ray is imported: a driver joining one (bench faults) needs it
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    from httpx import HTTPError
+
     from model.dataset import DatasetError
     from serving.auth import AuthError
     from serving.config import ConfigError
 
     try:
         return args.handler(args)
-    except (AuthError, ConfigError, DatasetError, OSError, ValueError, TimeoutError) as error:
+    except (AuthError, ConfigError, DatasetError, HTTPError, OSError, ValueError, TimeoutError) as error:
         log.error("%s", error)
         return 2
 

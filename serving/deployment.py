@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import ray
 from pydantic import BaseModel, ConfigDict
 from ray import serve
-from ray.exceptions import RayError
+from ray.exceptions import RayActorError, RayError
 from ray.serve import Application
 
 from serving.backend import AdmissionGate, BatchInfo, UpdaterUnavailable
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DEPLOYMENT_NAME = "rebq"
 APP_NAME = "rebq"
+REPLICA_NAMESPACE = "serve"  # where Serve names its replicas' actors
 
 
 def bind_replica_grpc_to_loopback() -> None:
@@ -104,14 +105,21 @@ class RebqReplica:
                 raise UpdaterUnavailable("no updater is running") from error
         return self._updater_handle
 
+    async def _call_updater(self, method: str, *args):
+        """`method` of the updater; its death or restart mid-call is an `UpdaterUnavailable` (a 503), not a 500."""
+        try:
+            return await getattr(self._updater(), method).remote(*args)
+        except RayActorError as error:
+            raise UpdaterUnavailable(f"the updater is restarting ({type(error).__name__}); try again") from error
+
     async def feedback(self, samples: list[NewFeedback]) -> tuple[int, int]:
-        return await self._updater().accept.remote(samples)
+        return await self._call_updater("accept", samples)
 
     async def train_task(self, name: str) -> tuple[int, dict]:
-        return await self._updater().train_now.remote(name)
+        return await self._call_updater("train_now", name)
 
     async def rollback(self, version: int) -> tuple[int, dict]:
-        return await self._updater().rollback.remote(version)
+        return await self._call_updater("rollback", version)
 
     async def updater_status(self) -> dict | None:
         try:
@@ -164,6 +172,21 @@ class RebqReplica:
 
     def __del__(self) -> None:
         self._stopping.set()
+
+
+def replica_actor_names() -> list[str]:
+    """The Ray actors of this application's replicas, by name (in namespace `REPLICA_NAMESPACE`)."""
+    actors = ray.util.list_named_actors(all_namespaces=True)
+    return sorted(
+        a["name"] for a in actors if a["name"].startswith(f"SERVE_REPLICA::{APP_NAME}#{DEPLOYMENT_NAME}#")
+    )
+
+
+def running_replicas() -> int:
+    """How many of this application's replicas Serve reports running."""
+    application = serve.status().applications.get(APP_NAME)
+    deployment = application.deployments.get(DEPLOYMENT_NAME) if application else None
+    return deployment.replica_states.get("RUNNING", 0) if deployment else 0
 
 
 def build_app(config: AppConfig) -> Application:

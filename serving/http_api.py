@@ -12,6 +12,7 @@ import time
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
@@ -108,11 +109,24 @@ async def decode_predict_body(request: Request, limits: LimitsConfig) -> Decoded
     return decode_json_request(body, limits)
 
 
+COMPONENT_REF = "#/components/schemas/{model}"
+
+
+def body_schema(model: type[BaseModel]) -> tuple[dict, dict]:
+    """`model`'s JSON schema, its nested models referred to in the document's components; and those models."""
+    schema = model.model_json_schema(ref_template=COMPONENT_REF)
+    return schema, schema.pop("$defs", {})
+
+
+def json_body(model: type[BaseModel]) -> dict:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema(model)[0]}}}}
+
+
 PREDICT_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": PredictRequest.model_json_schema()},
+            "application/json": {"schema": body_schema(PredictRequest)[0]},
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
@@ -126,14 +140,29 @@ PREDICT_BODY = {
         },
     }
 }
+FEEDBACK_BODY = json_body(FeedbackRequest)
+ROLLBACK_BODY = json_body(RollbackRequest)
+BODY_COMPONENTS = {
+    name: schema
+    for model in (PredictRequest, FeedbackRequest, RollbackRequest)
+    for name, schema in body_schema(model)[1].items()
+}
 
 ERRORS = {status: {"model": ErrorBody} for status in (401, 409, 413, 415, 422, 503)}
-FEEDBACK_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": FeedbackRequest.model_json_schema()}},
-    }
-}
+NOT_FOUND = {404: {"model": ErrorBody}}
+
+
+def document_bodies(app: FastAPI) -> None:
+    """The OpenAPI document also holds the models that the hand-read request bodies refer to."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            components = generate().setdefault("components", {}).setdefault("schemas", {})
+            components.update(BODY_COMPONENTS)
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 async def read_json_body(request: Request, limits: LimitsConfig) -> bytes:
@@ -225,7 +254,9 @@ def build_http_app(
         backend.observe("/v1/feedback", response.status_code, "feedback", time.perf_counter() - start)
         return response
 
-    @app.post("/v1/tasks/{name}/train", status_code=202, response_model=TrainStarted, responses=ERRORS)
+    @app.post(
+        "/v1/tasks/{name}/train", status_code=202, response_model=TrainStarted, responses={**ERRORS, **NOT_FOUND}
+    )
     async def train_task(name: str, request: Request):
         """Train a buffered task now, without waiting for it to be due."""
         if (refusal := unauthorized(token, request)) is not None:
@@ -236,7 +267,12 @@ def build_http_app(
             return error_response(503, None, str(error))
         return JSONResponse(body, status_code=status)
 
-    @app.post("/v1/model/rollback", response_model=RollbackRequest, responses=ERRORS)
+    @app.post(
+        "/v1/model/rollback",
+        response_model=RollbackRequest,
+        openapi_extra=ROLLBACK_BODY,
+        responses={**ERRORS, **NOT_FOUND},
+    )
     async def rollback(request: Request):
         """Publish an earlier version; every replica installs it between two batches."""
         if (refusal := unauthorized(token, request)) is not None:
@@ -255,4 +291,5 @@ def build_http_app(
         """200 once this replica has loaded its towers; which replica answered, and on which node."""
         return {"status": "ok", "version": backend.model_info().version, **backend.replica_info()}
 
+    document_bodies(app)
     return app

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 LOOPBACK_ONLY_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+ADDRESS_FILE = "rebq-gcs-address"  # in the Ray temp dir: where another driver finds the local Ray
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,28 @@ def start_local_ray(config: RayConfig) -> None:
         log_to_driver=config.log_to_driver,
         configure_logging=False,
     )
+    (config.temp_dir / ADDRESS_FILE).write_text(ray.get_runtime_context().gcs_address)
+
+
+def attach_local_ray(config: RayConfig) -> bool:
+    """Join the Ray that `start_local_ray` started with `config`, as one more driver (to kill actors, say).
+
+    False when this process is already connected to a Ray (then it is left as it is). Ray's token
+    authentication is on by default, and a joining driver sends the token (`~/.ray/auth_token`) only if
+    `RAY_AUTH_MODE=token` was set before Ray was imported: the command line sets it.
+    """
+    keep_ray_on_loopback()
+    import ray
+
+    if ray.is_initialized():
+        return False
+    try:
+        address = (config.temp_dir / ADDRESS_FILE).read_text().strip()
+    except FileNotFoundError as error:
+        detail = f"no Ray of rebq-serve under {config.temp_dir}: is `rebq-serve serve` running?"
+        raise ConnectionError(detail) from error
+    ray.init(address=address, _node_ip_address=LOOPBACK, log_to_driver=False, configure_logging=False)
+    return True
 
 
 def deploy(config: AppConfig) -> None:

@@ -16,6 +16,8 @@ CLASSES = {
     "apple": ("disk", (30, 160, 30), "a green apple"),
     "moon": ("stripes", (230, 200, 40), "a big moon"),
     "fish": ("stripes", (200, 30, 30), "a red fish"),
+    "car": ("corner", (30, 30, 200), "a blue car"),
+    "horse": ("disk", (120, 60, 20), "a big horse"),
 }
 
 

@@ -50,6 +50,16 @@ class LiveServer:
             time.sleep(0.05)
         raise AssertionError(f"version {version} not served within {timeout_s} s")
 
+    def wait_for_idle_updater(self, timeout_s: float = 120) -> dict:
+        """The updater's status once it is up and training nothing."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            updater = self.get("/v1/model").json()["updater"]
+            if updater is not None and updater["state"] == "idle":
+                return updater
+            time.sleep(0.2)
+        raise AssertionError(f"the updater is not idle within {timeout_s} s")
+
 
 def live_config(backbone_config, state_dir: Path, temp_dir: Path) -> AppConfig:
     config = tiny_app_config(

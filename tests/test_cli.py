@@ -48,3 +48,13 @@ def test_unknown_config_key_is_refused(tmp_path):
         assert "backbone.txt" in str(error)
     else:
         raise AssertionError("an unknown key was accepted")
+
+
+def test_bench_faults_without_a_server_says_so(tmp_path, caplog):
+    from tests.learning_data import write_jsonl_dataset
+    from tests.live_server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    data = write_jsonl_dataset(tmp_path, ["dog"], per_class=1)
+    assert main(["bench", "faults", "--url", url, "--data", str(data), "--out", str(tmp_path / "f.json")]) == 2
+    assert "connect" in caplog.text.lower() and not (tmp_path / "f.json").exists()

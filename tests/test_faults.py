@@ -6,13 +6,14 @@ import httpx
 import ray
 
 from model.published import published_version
+from serving.deployment import REPLICA_NAMESPACE, replica_actor_names
 from serving.http_api import BATCH_ID_HEADER
 from serving.updater_actor import NAMESPACE, UPDATER_NAME
 from tests.test_feedback_live import feedback_samples
 
 
 def replica_actor_name() -> str:
-    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "SERVE_REPLICA" in a["name"]]
+    names = replica_actor_names()
     assert len(names) == 1, names
     return names[0]
 
@@ -34,7 +35,7 @@ def test_a_killed_replica_comes_back_serving_the_published_version(live_server):
     before = live_server.post("/v1/predict", json={"text": "a red dog"})
     old_replica = before.headers[BATCH_ID_HEADER].split("-")[0]
     name = replica_actor_name()
-    ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+    ray.kill(ray.get_actor(name, namespace=REPLICA_NAMESPACE), no_restart=True)
     answer = wait_for_answer(live_server)
     assert answer.headers[BATCH_ID_HEADER].split("-")[0] != old_replica  # a new replica answers
     assert answer.json()["model_version"] == published_version(live_server.state_dir)

@@ -2,6 +2,8 @@
 
 import asyncio
 import base64
+import json
+import re
 import shutil
 
 import httpx
@@ -154,6 +156,11 @@ def test_model_info_and_docs(backend, published):
     schema = call(backend, "GET", "/openapi.json").json()
     content = schema["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
     assert set(content) == {"application/json", "multipart/form-data"}
+    for path in ("/v1/feedback", "/v1/model/rollback"):
+        assert schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    document = json.dumps(schema)
+    assert "$defs" not in document  # every reference resolves within the document
+    assert set(re.findall(r'"#/components/schemas/(\w+)"', document)) <= set(schema["components"]["schemas"])
     assert call(backend, "GET", "/docs").status_code == 200
 
 

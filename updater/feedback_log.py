@@ -49,6 +49,19 @@ class FeedbackRecord:
     received: float  # seconds since the epoch
 
 
+def image_digest(data: bytes) -> str:
+    """A picture's file name under images/, less its suffix."""
+    return hashlib.sha256(data).hexdigest()[:40]
+
+
+def read_records(path: Path) -> Iterator[FeedbackRecord]:
+    """Every whole record of a log file, read without changing it (an unfinished last line is passed over)."""
+    with open(path, "rb") as handle:
+        for line in handle:
+            if line.endswith(b"\n"):
+                yield FeedbackRecord(**json.loads(line))
+
+
 class FeedbackLog:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
@@ -77,7 +90,7 @@ class FeedbackLog:
         return data[:whole].count(b"\n")
 
     def _store_image(self, data: bytes, suffix: str) -> str:
-        name = hashlib.sha256(data).hexdigest()[:40] + suffix
+        name = image_digest(data) + suffix
         if not (self.images / name).exists():
             write_atomically(self.images / name, data)
         return name
