@@ -34,6 +34,15 @@ def _bench_towers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_shapes(args: argparse.Namespace) -> int:
+    from benchmarks import shapes
+    from serving.config import load_config
+
+    config = load_config(args.config).with_overrides(device=args.device).backbone
+    sys.stdout.write(shapes.format_table(shapes.main(config, args.out)) + "\n")
+    return 0
+
+
 def _bench_cmml(args: argparse.Namespace) -> int:
     from benchmarks import cmml
     from serving.config import load_config
@@ -180,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench_towers.add_argument("--repeats", type=int, default=20, help="timed calls per figure (median)")
     _add_config(bench_towers)
     bench_towers.set_defaults(handler=_bench_towers)
+
+    bench_shapes = benches.add_parser("shapes", help="the ONNX image tower as batch sizes change, free or fixed")
+    bench_shapes.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    bench_shapes.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the tower runs")
+    _add_config(bench_shapes)
+    bench_shapes.set_defaults(handler=_bench_shapes)
 
     bench_cmml = benches.add_parser("cmml", help="continual missing-modality benchmark (RebQ protocol)")
     bench_cmml.add_argument("--data", type=Path, required=True, help="JSONL data set")

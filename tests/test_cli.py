@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import yaml
 
 from serving.cli import main
@@ -24,6 +25,21 @@ def test_bench_towers_writes_json_and_table(tmp_path, tiny_config, capsys):
     table = capsys.readouterr().out
     assert table.splitlines()[0].split()[:2] == ["tower", "batch"]
     assert len(table.splitlines()) == 5
+
+
+def test_bench_shapes_times_every_call_free_and_fixed(tmp_path, tiny_config, capsys):
+    config = write_config(tmp_path / "config.yaml", tiny_config)
+    out = tmp_path / "shapes.json"
+    assert main(["bench", "shapes", "--out", str(out), "--device", "cpu", "--config", str(config)]) == 0
+    results = json.loads(out.read_text())
+    calls = len(results["sequence"])
+    assert calls > 2 and len(set(results["sequence"])) > 2
+    for variant in ("free_shapes", "fixed_sizes"):
+        assert len(results[variant]["ms"]) == calls and all(ms > 0 for ms in results[variant]["ms"])
+        assert results[variant]["total_ms"] == pytest.approx(sum(results[variant]["ms"]))
+    assert results["config"]["provider"] == "CPUExecutionProvider"
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("image tower on CPUExecutionProvider") and len(table) == 3
 
 
 def test_bad_config_names_the_field(tmp_path, caplog):

@@ -4,7 +4,7 @@
 # `bench load` at concurrency 64 and `bench swap` against it. Everything listens on 127.0.0.1.
 #   benchmarks/gpu/run.sh DATA.jsonl OUT_DIR
 # REBQ: the rebq-serve command (default .venv/bin/rebq-serve); DEVICE (default cuda), REQUESTS (3000),
-# CONFIG (default benchmarks/gpu/config.yaml).
+# CONFIG (default benchmarks/gpu/config.yaml); SKIP_SWAP=1 runs `bench load` alone.
 set -euo pipefail
 DATA=${1:?usage: benchmarks/gpu/run.sh DATA.jsonl OUT_DIR}
 OUT=${2:?usage: benchmarks/gpu/run.sh DATA.jsonl OUT_DIR}
@@ -55,7 +55,7 @@ teach first vehicles,clothes 1
 teach second food,plants 2
 $REBQ bench load --url "$URL" --concurrency 64 --requests "$REQUESTS" --single-requests 100 \
     --mix complete=0.4,image=0.3,text=0.3 --data "$DATA" --state-dir "$STATE" \
-    --config "$CONFIG" --out "$OUT/gpu-bench-load.json"
-[ -n "${SKIP_SWAP:-}" ] || $REBQ bench swap --url "$URL" --swaps 10 --concurrency 64 --data "$DATA" --out "$OUT/gpu-bench-swap.json"
+    --config "$CONFIG" --out "$OUT/bench-load.json"
+[ -n "${SKIP_SWAP:-}" ] || $REBQ bench swap --url "$URL" --swaps 10 --concurrency 64 --data "$DATA" --out "$OUT/bench-swap.json"
 "$PY" -c "import json, urllib.request as u; print(json.dumps(json.load(u.urlopen('$URL/v1/model'))['updater'], indent=1))" \
-    >"$OUT/gpu-updater.json"
+    >"$OUT/updater.json"
