@@ -27,6 +27,7 @@ from benchmarks.cmml_splits import (
     shuffled_class_order,
 )
 from benchmarks.feature_bank import blank_inputs, encode_samples, fill_blanks, with_table
+from benchmarks.report import write_report
 from model.backbone import Backbone, load_backbone
 from model.batch import EncodedBatch
 from model.config import BackboneConfig, LearnerConfig, StrictModel
@@ -184,9 +185,8 @@ def format_table(results: dict) -> str:
 
 def main(config: CmmlConfig, backbone_config: BackboneConfig, out: Path, plot: Path | None) -> dict:
     results = run_cmml(config, backbone_config)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    write_report(out, results)
     if plot is not None:
         plot_results(results, plot)
-    log.info("cmml benchmark written to %s in %.0f s", out, results["config"]["seconds"])
+    log.info("cmml benchmark took %.0f s", results["config"]["seconds"])
     return results

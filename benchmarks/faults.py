@@ -25,6 +25,7 @@ from tqdm import tqdm
 from benchmarks import fault_injection as inject
 from benchmarks.fault_injection import Bench, FaultError, Verdict
 from benchmarks.feedback_ledger import FeedbackLedger, FeedbackStream, SentSample, as_feedback, lost_samples
+from benchmarks.report import write_report
 from benchmarks.swap import Answer, LoadLoop, admin_client
 from model.config import StrictModel
 from model.dataset import Sample, load_jsonl
@@ -189,7 +190,5 @@ def format_report(result: dict) -> str:
 
 def main(config: FaultsConfig, out: Path) -> dict:
     result = run_faults(config)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    log.info("wrote %s", out)
+    write_report(out, result)
     return result

@@ -26,6 +26,7 @@ from pydantic import Field, field_validator
 from tqdm import tqdm
 
 from benchmarks.processes import ray_resident_mb
+from benchmarks.report import write_report
 from model.config import StrictModel
 from model.dataset import Sample, load_jsonl
 from serving.config import AppConfig
@@ -234,7 +235,5 @@ def format_report(result: dict) -> str:
 
 def main(config: LoadConfig, app: AppConfig, out: Path) -> dict:
     result = run_load(config, app)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    log.info("wrote %s", out)
+    write_report(out, result)
     return result

@@ -7,12 +7,12 @@ sizes, one session each, avoids it. This times both on the configured device, ca
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 import time
 from pathlib import Path
 
+from benchmarks.report import write_report
 from benchmarks.samples import pictures
 from model.backbone import load_backbone
 from model.config import BackboneConfig
@@ -58,7 +58,5 @@ def format_table(results: dict) -> str:
 
 def main(config: BackboneConfig, out: Path) -> dict:
     results = run_shapes_benchmark(config)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    log.info("wrote %s", out)
+    write_report(out, results)
     return results

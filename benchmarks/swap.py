@@ -30,6 +30,7 @@ from pydantic import Field
 from tqdm import tqdm
 
 from benchmarks.load import percentile_ms
+from benchmarks.report import write_report
 from model.config import StrictModel
 from model.dataset import Sample, load_jsonl
 from serving.auth import TOKEN_VARIABLE
@@ -248,8 +249,7 @@ def main(config: SwapConfig, out: Path) -> dict:
     if config.data is not None:
         result.update(measure_freshness(config))
     result["config"] = json.loads(config.model_dump_json())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_report(out, result)
     return result
 
 

@@ -5,12 +5,12 @@ Inputs are preprocessed before timing: the figures are the towers' own forward p
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import torch
 
+from benchmarks.report import write_report
 from benchmarks.samples import pictures, sentences
 from benchmarks.timing import median_ms
 from model.backbone import load_backbone
@@ -71,7 +71,5 @@ def format_table(results: dict) -> str:
 
 def main(config: BackboneConfig, out: Path, repeats: int) -> dict:
     results = run_towers_benchmark(config, repeats)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    log.info("towers benchmark written to %s", out)
+    write_report(out, results)
     return results
