@@ -118,6 +118,10 @@ class UpdaterMetrics:
         self.accepted.inc(accepted)
         if known_added:
             self.known.inc(known_added)
+        self.observe_buffered(buffered)
+
+    def observe_buffered(self, buffered: dict[str, dict[str, int]]) -> None:
+        """Samples waiting in each pending task: after intake, training, or recovery from the log."""
         for task, counts in buffered.items():
             self.buffered.set(sum(counts.values()), tags={"task": task})
 
@@ -130,8 +134,7 @@ class UpdaterMetrics:
             self.forgetting.set(points, tags={"task": task})
         if finished_task_gone:
             self.buffered.set(0, tags={"task": outcome.task})
-        for task, counts in buffered.items():
-            self.buffered.set(sum(counts.values()), tags={"task": task})
+        self.observe_buffered(buffered)
 
     def refresh(self) -> None:
         """Set every gauge's last values again."""

@@ -49,6 +49,7 @@ class UpdaterActor:
         self.config = config
         self.updater = Updater(config.server.state_dir, backbone, config.learner, config.trainer, config.updater)
         self.metrics = UpdaterMetrics()
+        self.metrics.observe_buffered(self.updater.status()["buffered"])  # what a restart recovered from the log
         self._wake = threading.Event()
         threading.Thread(target=self._train_when_due, name="rebq-trainer", daemon=True).start()
         threading.Thread(target=self._refresh_gauges, name="rebq-gauges", daemon=True).start()

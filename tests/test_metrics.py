@@ -65,3 +65,11 @@ def test_the_updater_refreshes_every_gauge_it_set(recorded):
         ("rebq_task_accuracy", "first"): [91.0],
         ("rebq_task_forgetting", "zero"): [4.5],
     }
+
+
+def test_samples_recovered_from_the_log_are_reported_and_kept(recorded):
+    metrics = UpdaterMetrics()
+    metrics.observe_buffered({"kill-test": {"fish": 2, "moon": 3}, "other": {}})
+    assert recorded == {("rebq_samples_buffered", "kill-test"): [5], ("rebq_samples_buffered", "other"): [0]}
+    metrics.refresh()
+    assert recorded[("rebq_samples_buffered", "kill-test")] == [5, 5]
