@@ -89,6 +89,10 @@ class LearnerConfig(StrictModel):
     discriminant with one shared covariance shrunk by `lda_shrinkage` (see `model/lda_classifier.py`),
     grown from each task's class means and within-class scatter; the cosine head still trains the
     prompts. With `prompt_tasks` set, old classes' statistics stay exact as tasks are added.
+
+    `memory_every_task`: the memory pools, which reconstruct a missing modality's query, grow with the
+    prompt pools (false) or on every task (true), so that later tasks' classes are reconstructed by
+    components trained on them. They touch only rows that miss a modality.
     """
 
     components_per_task: int = Field(8, ge=1, le=256)
@@ -98,5 +102,6 @@ class LearnerConfig(StrictModel):
     head_scale: float = Field(16.0, gt=0)
     prompts: bool = True  # false: no pools at all, only the head grows (an ablation)
     prompt_tasks: int | None = Field(1, ge=1)
+    memory_every_task: bool = False  # true: the memory (reconstruction) pools grow on every task
     classifier: Literal["cosine", "lda"] = "lda"
     lda_shrinkage: float = Field(0.5, gt=0, le=1)

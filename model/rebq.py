@@ -80,13 +80,19 @@ class RebQLearner(nn.Module):
             return 0
         return tasks if self.config.prompt_tasks is None else min(tasks, self.config.prompt_tasks)
 
-    def grow(self, class_rows: torch.Tensor, generator: torch.Generator) -> None:
-        """Open a task: new components in every pool (for the first `prompt_tasks` tasks), new head rows
-        initialised from `class_rows (n, F)`."""
-        tasks_so_far = self.image_pool.size // self.config.components_per_task
-        if self.prompted_tasks(tasks_so_far + 1) > tasks_so_far:
+    def memory_tasks(self, tasks: int) -> int:
+        """How many of `tasks` tasks added components to the memory pools."""
+        if not self.config.prompts:
+            return 0
+        return tasks if self.config.memory_every_task else self.prompted_tasks(tasks)
+
+    def grow(self, class_rows: torch.Tensor, generator: torch.Generator, tasks_before: int) -> None:
+        """Open task number `tasks_before + 1`: new components in the pools whose tasks it is among, new
+        head rows initialised from `class_rows (n, F)`."""
+        if self.prompted_tasks(tasks_before + 1) > self.prompted_tasks(tasks_before):
             for name in ("image_pool", "text_pool"):
                 getattr(self, name).grow(self.config.components_per_task, generator)
+        if self.memory_tasks(tasks_before + 1) > self.memory_tasks(tasks_before):
             for name in ("image_memory", "text_memory"):
                 getattr(self, name).grow(self.config.memory_components_per_task, generator)
         self.head.grow(class_rows)
@@ -166,10 +172,11 @@ class RebQLearner(nn.Module):
         if self.lda is not None:
             shapes.update(self.lda.expected_shapes(classes))
         for name in POOLS:
-            per_task = self.config.components_per_task
             if name.endswith("memory"):
-                per_task = self.config.memory_components_per_task
-            shapes.update(getattr(self, name).expected_shapes(name, self.prompted_tasks(tasks) * per_task))
+                components = self.memory_tasks(tasks) * self.config.memory_components_per_task
+            else:
+                components = self.prompted_tasks(tasks) * self.config.components_per_task
+            shapes.update(getattr(self, name).expected_shapes(name, components))
         return shapes
 
     def import_tensors(self, tensors: dict[str, torch.Tensor]) -> None:

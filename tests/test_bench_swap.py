@@ -26,12 +26,13 @@ def test_bench_swap_and_freshness_against_the_live_server(live_server, tmp_path)
     served = live_server.version()
     data = write_jsonl_dataset(tmp_path, ["hat", "boat"], per_class=10)
     config = SwapConfig(
-        url=live_server.url, swaps=4, concurrency=4, interval_s=1.5, baseline_s=2, data=data, freshness_samples=20
+        url=live_server.url, swaps=4, concurrency=4, interval_s=3.0, baseline_s=2, data=data, freshness_samples=20
     )
     result = main(config, tmp_path / "swap.json")
     assert result["failed_requests"] == 0 and result["mixed_version_batches"] == 0
     assert result["requests"] > 20 and result["versions"] == [served, served - 1]
-    assert 0 < result["propagation_p50_s"] <= result["propagation_max_s"] < 1.5
+    # every swap reached every answer before the next one (a swap never seen counts as infinite)
+    assert 0 < result["propagation_p50_s"] <= result["propagation_max_s"] < config.interval_s
     assert result["freshness_samples"] == 20 and result["freshness_classes"] == ["boat", "hat"]
     assert result["freshness_s"] > result["freshness_training_s"] > 0
     assert live_server.version() == result["freshness_version"] > served

@@ -19,7 +19,9 @@ SMALL = LearnerConfig(
 @pytest.fixture
 def grown(tiny_backbone):
     model = ContinualModel(tiny_backbone, SMALL)
-    model.learner.grow(torch.randn(2, model.learner.head.feature_dim), torch.Generator().manual_seed(0))
+    model.learner.grow(
+        torch.randn(2, model.learner.head.feature_dim), torch.Generator().manual_seed(0), len(model.tasks)
+    )
     return model
 
 

@@ -115,6 +115,25 @@ def test_tasks_after_prompt_tasks_add_rows_only(tiny_backbone):
     assert accuracy(model, ["dog", "bus", "tree", "cake"]) >= 0.5  # chance is 0.25
 
 
+def test_memory_pools_can_grow_on_every_task_while_the_prompt_pools_stay(tiny_backbone, tmp_path):
+    config = SMALL.model_copy(update={"prompt_tasks": 1, "memory_every_task": True})
+    model = ContinualModel(tiny_backbone, config)
+    learn(model, "first", ["dog", "bus"], missing={0: "image", 7: "text"})
+    before = model.learner.export_tensors()
+    learn(model, "second", ["tree", "cake"], missing={1: "image", 8: "text"})
+    after = model.learner.export_tensors()
+    assert model.learner.text_pool.size == 3 and model.learner.image_pool.size == 3
+    assert model.learner.image_memory.size == 6 and model.learner.text_memory.size == 6
+    for name in ("image_pool.components", "text_pool.keys"):
+        assert torch.equal(after[name], before[name]), name  # complete rows keep their features
+    old_memory = after["text_memory.components"][:3]
+    assert torch.equal(old_memory, before["text_memory.components"])  # old components frozen
+    assert not torch.equal(after["text_memory.components"][3:], torch.zeros_like(old_memory))
+    assert {name: tuple(tensor.shape) for name, tensor in after.items()} == model.learner.expected_shapes(2, 4)
+    restored = ContinualModel.from_state(tiny_backbone, model.save(tmp_path))
+    assert restored.learner.text_memory.size == 6
+
+
 def test_a_task_with_nothing_to_train_takes_no_step(tiny_backbone):
     model = ContinualModel(tiny_backbone, SMALL.model_copy(update={"prompt_tasks": 1}))
     learn(model, "first", ["dog", "bus"])

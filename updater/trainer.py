@@ -83,7 +83,7 @@ def train_task(
     targets = torch.tensor([classes.index(label) for label in labels])  # (N,) index among the new classes
     generator = torch.Generator().manual_seed(config.seed + 1000 * len(model.tasks))
     torch.manual_seed(config.seed)
-    model.learner.grow(class_prototypes(model, batch, targets, len(classes)), generator)
+    model.learner.grow(class_prototypes(model, batch, targets, len(classes)), generator, len(model.tasks))
     first_new = len(model.classes)
     model.tasks.append(TaskRecord(name=name, classes=tuple(classes)))
     trainable = [parameter for parameter in model.learner.parameters() if parameter.requires_grad]
