@@ -103,5 +103,7 @@ class LearnerConfig(StrictModel):
     prompts: bool = True  # false: no pools at all, only the head grows (an ablation)
     prompt_tasks: int | None = Field(1, ge=1)
     memory_every_task: bool = False  # true: the memory (reconstruction) pools grow on every task
+    # how a missing text is reconstructed: a prompt-only pass of the text tower, or its feature directly
+    text_reconstruction: Literal["prompt_pass", "feature"] = "prompt_pass"
     classifier: Literal["cosine", "lda"] = "lda"
     lda_shrinkage: float = Field(0.5, gt=0, le=1)

@@ -25,6 +25,7 @@ from model.batch import EncodedBatch, scatter_rows
 from model.config import LearnerConfig
 from model.head import GrowingHead
 from model.lda_classifier import LdaClassifier
+from model.modality import Modality
 from model.prompt_pool import PromptPool
 from model.tower import PromptKind
 
@@ -64,9 +65,11 @@ class RebQLearner(nn.Module):
             return tower.prompt_shape(self.config.memory_prompt_length)
         return (tower.feature_dim,)
 
-    @staticmethod
-    def _reads_prompts(tower) -> bool:
-        """Whether the tower reconstructs by a prompt-only pass (a prefix-prompted tower with special tokens)."""
+    def _reads_prompts(self, tower) -> bool:
+        """Whether the tower reconstructs by a prompt-only pass (a prefix-prompted tower with special tokens,
+        unless the text is to be reconstructed in feature space)."""
+        if tower.modality is Modality.TEXT and self.config.text_reconstruction == "feature":
+            return False
         return tower.prompt_kind is PromptKind.PREFIX and hasattr(tower, "prompt_only_inputs")
 
     def towers(self):
