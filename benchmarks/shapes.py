@@ -37,10 +37,11 @@ def time_calls(tower, batches: dict[int, dict], sequence: tuple[int, ...]) -> li
 def run_shapes_benchmark(config: BackboneConfig, sequence: tuple[int, ...] = SEQUENCE) -> dict:
     images = pictures(max(sequence))
     results: dict = {"sequence": list(sequence)}
+    tower = load_backbone(config, runtime="onnx").image
+    batches = {size: tower.preprocess(images[:size]) for size in set(sequence)}
+    # free shapes run in the tower's own session; fixed sizes in fresh sessions of their own, one per size
     for variant, sizes in (("free_shapes", ()), ("fixed_sizes", FIXED_BATCH_SIZES)):
-        tower = load_backbone(config, runtime="onnx").image
         tower.batch_sizes = sizes
-        batches = {size: tower.preprocess(images[:size]) for size in set(sequence)}
         log.info("timing the image tower, %s, over %d calls", variant.replace("_", " "), len(sequence))
         times = time_calls(tower, batches, sequence)
         results[variant] = {"ms": times, "median_ms": statistics.median(times), "total_ms": sum(times)}

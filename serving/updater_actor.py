@@ -40,12 +40,10 @@ NAMESPACE = "rebq"
 @ray.remote(max_restarts=-1, max_concurrency=8)
 class UpdaterActor:
     def __init__(self, config: AppConfig):
-        from model.backbone import load_backbone
-        from model.devices import place_towers, resolve_device
+        from updater.trainer import training_backbone
         from updater.updater import Updater
 
-        backbone = load_backbone(config.backbone, runtime="torch")
-        place_towers(backbone, resolve_device(config.trainer.device, "trainer.device"))
+        backbone = training_backbone(config.backbone, config.trainer)
         self.config = config
         self.updater = Updater(config.server.state_dir, backbone, config.learner, config.trainer, config.updater)
         self.metrics = UpdaterMetrics()

@@ -7,12 +7,10 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-from model.backbone import load_backbone
 from model.continual import ContinualModel
 from model.dataset import Sample, classes_in_order, load_image, load_jsonl, split_into_tasks
-from model.devices import place_towers, resolve_device
 from model.state import PromptState, latest_state
-from updater.trainer import train_task
+from updater.trainer import train_task, training_backbone
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +36,7 @@ def group_into_tasks(samples: list[Sample], tasks: int | None) -> list[tuple[str
 def train_offline(data: Path, state_dir: Path, tasks: int | None, app) -> Iterator[PromptState]:
     """Continue from the latest version in `state_dir` (if any) and publish one version per new task."""
     samples = load_jsonl(data)
-    backbone = load_backbone(app.backbone, runtime="torch")
-    place_towers(backbone, resolve_device(app.trainer.device, "trainer.device"))
+    backbone = training_backbone(app.backbone, app.trainer)
     latest = latest_state(state_dir)
     model = ContinualModel.from_state(backbone, latest) if latest else ContinualModel(backbone, app.learner)
     for name, members in group_into_tasks(samples, tasks):

@@ -14,12 +14,21 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from model.backbone import load_backbone
 from model.batch import EncodedBatch
 from model.continual import ContinualModel
+from model.devices import place_towers, resolve_device
 from model.state import TaskRecord
 from updater.config import TrainerConfig
 
 log = logging.getLogger(__name__)
+
+
+def training_backbone(backbone_config, trainer_config: TrainerConfig):
+    """The frozen torch towers the trainer runs, on the device `trainer.device` resolves to."""
+    backbone = load_backbone(backbone_config, runtime="torch")
+    place_towers(backbone, resolve_device(trainer_config.device, "trainer.device"))
+    return backbone
 
 
 @dataclass
