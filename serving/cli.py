@@ -147,6 +147,16 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def announcement(where) -> str:
+    """Where the API, the docs and the metrics are: one line each."""
+    lines = [("API", f"{where.api}/v1/predict"), ("docs", where.docs), ("metrics", where.metrics)]
+    if len(where.replicas) > 1:
+        lines.insert(1, ("replicas", " ".join(where.replicas) + " (each replica's own, no proxy hop)"))
+    elif where.replicas:
+        lines.insert(1, ("proxy", f"{where.proxy}/v1/predict (the same through Serve's proxy)"))
+    return "".join(f"  {name:<9}{value}\n" for name, value in lines)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from serving.config import load_config
     from serving.launcher import serve_until_signalled
@@ -156,6 +166,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         replicas=args.replicas,
+        ingress=args.ingress,
         state_dir=args.state_dir.resolve() if args.state_dir else None,
     )
     if args.token_file:
@@ -165,13 +176,8 @@ def _serve(args: argparse.Namespace) -> int:
         app = app.with_overrides(state_dir=app.server.state_dir.resolve())
 
     def announce(where) -> None:
-        sys.stdout.write(
-            f"rebq-serve is up: serving {app.server.state_dir}\n"
-            f"  API      {where.api}/v1/predict\n"
-            f"  docs     {where.docs}\n"
-            f"  metrics  {where.metrics}\n"
-            "Ctrl-C stops it.\n"
-        )
+        banner = f"rebq-serve is up: serving {app.server.state_dir}\n{announcement(where)}Ctrl-C stops it.\n"
+        sys.stdout.write(banner)
         sys.stdout.flush()
 
     return serve_until_signalled(app, announce)
@@ -273,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir", type=state_dir_argument, help="where PromptState versions are read (default ./state)"
     )
     serve.add_argument("--replicas", type=int, help="number of replicas (default 1)")
+    serve.add_argument(
+        "--ingress",
+        choices=["direct", "proxy"],
+        help="direct: each replica answers HTTP on its own port, from --port up (default); proxy: Serve's proxy",
+    )
     serve.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the towers run (default auto)")
     serve.add_argument("--token-file", type=Path, help="file holding the bearer token (else REBQ_SERVE_TOKEN)")
     _add_config(serve)

@@ -7,11 +7,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
 import yaml
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from model.config import BackboneConfig, LearnerConfig, StrictModel
 from updater.config import TrainerConfig, UpdaterConfig
@@ -78,6 +78,9 @@ class ServerConfig(StrictModel):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # direct: each replica answers HTTP itself, on port, port + 1, ...; proxy: Serve's proxy on port
+    ingress: Literal["direct", "proxy"] = "direct"
+    proxy_port: int | None = Field(None, ge=1, le=65535)  # Serve's proxy when direct; None: after the replicas'
     state_dir: StateDir = Path("state")  # a path or a file:// URI
     replicas: int = Field(1, ge=1, le=256)
     cpus_per_replica: float = Field(1.0, ge=0)
@@ -89,6 +92,33 @@ class ServerConfig(StrictModel):
     batching: BatchingConfig = BatchingConfig()
     limits: LimitsConfig = LimitsConfig()
     auth: AuthConfig = AuthConfig()
+
+    @model_validator(mode="after")
+    def _proxy_apart_from_replicas(self) -> ServerConfig:
+        if self.replica_ports and self.replica_ports[-1] > 65535:
+            last = self.replica_ports[-1]
+            raise ValueError(f"port {self.port}: {self.replicas} replicas need ports up to {last}, over 65535")
+        if self.serve_proxy_port > 65535:
+            raise ValueError(f"proxy_port: {self.serve_proxy_port} is over 65535; set one")
+        if self.ingress == "direct" and self.serve_proxy_port in self.replica_ports:
+            raise ValueError(
+                f"proxy_port {self.serve_proxy_port} is one of the replicas' ports "
+                f"{self.port}..{self.port + self.replicas - 1} (ingress direct): choose another"
+            )
+        return self
+
+    @property
+    def replica_ports(self) -> range:
+        """With ingress `direct`, the ports the replicas answer on, one each; empty with `proxy`."""
+        return range(self.port, self.port + self.replicas) if self.ingress == "direct" else range(0)
+
+    @property
+    def serve_proxy_port(self) -> int:
+        """Where Serve's proxy listens: `port` with ingress `proxy`; else `proxy_port`, or the first port after
+        the replicas'."""
+        if self.ingress == "proxy":
+            return self.port
+        return self.proxy_port if self.proxy_port is not None else self.port + self.replicas
 
 
 class RayConfig(StrictModel):

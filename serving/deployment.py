@@ -4,8 +4,10 @@ Each replica holds the ONNX Runtime towers and the installed PromptState. Reques
 `@serve.batch` and a batch is computed on the event loop itself: handing it to a worker thread made
 that thread and the loop fight for the GIL, so requests reached the batch queue one by one (measured on
 2 cores: mean batch 1.4 and 35 requests/s, against 4.6 and 48 on the loop). Requests that arrive during
-a batch wait in Serve's queue and form the next one. A watcher thread installs each newly published
-version; the batch reads the installed model once, so a swap lands between batches.
+a batch wait in Serve's queue and form the next one. `rebq-serve serve` runs that loop as the replica's
+main one (`serving.launcher.ingress_environment`), where the replica's own HTTP server runs too. A
+watcher thread installs each newly published version; the batch reads the installed model once, so a
+swap lands between batches.
 """
 
 from __future__ import annotations
@@ -64,6 +66,27 @@ def bind_replica_grpc_to_loopback() -> None:
     replica.add_port_to_grpc_server = bind_on_loopback
 
 
+def rebind_replica_port_at_once() -> None:
+    """Let a replica's own HTTP server (direct ingress) bind its port while closed connections linger.
+
+    Serve 2.60 binds it without SO_REUSEADDR, so a replica that replaces a dead one could not take the
+    same port back until the dead one's connections left TIME_WAIT, a minute later. Serve's own option
+    for the server sets SO_REUSEADDR and SO_REUSEPORT; the port allocator still gives each live replica
+    its own port.
+    """
+    from ray.serve._private import replica
+
+    start = replica.start_asgi_http_server
+    if getattr(start, "rebinds_at_once", False):
+        return
+
+    async def start_reusing_address(*args, **kwargs):
+        return await start(*args, **{**kwargs, "enable_so_reuseport": True})
+
+    start_reusing_address.rebinds_at_once = True
+    replica.start_asgi_http_server = start_reusing_address
+
+
 @serve.deployment(name=DEPLOYMENT_NAME)
 @serve.ingress()
 class RebqReplica:
@@ -71,6 +94,7 @@ class RebqReplica:
         from serving.predictor import Predictor
 
         bind_replica_grpc_to_loopback()
+        rebind_replica_port_at_once()
         self.config = config
         self.predictor = Predictor.load(config)
         self.metrics = ReplicaMetrics()

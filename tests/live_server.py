@@ -66,6 +66,7 @@ def live_config(backbone_config, state_dir: Path, temp_dir: Path) -> AppConfig:
         backbone_config,
         state_dir,
         port=free_port(),
+        proxy_port=free_port(),
         state_poll_s=0.1,
         batching=BatchingConfig(max_batch_size=8, wait_timeout_s=0.05),
     )
@@ -79,7 +80,7 @@ def start_live_server(backbone_config, torch_backbone: Backbone, state_dir: Path
     from serving.launcher import addresses, deploy, start_local_ray, wait_until_healthy
 
     config = live_config(backbone_config, state_dir, temp_dir)
-    start_local_ray(config.ray)
+    start_local_ray(config.ray, config.server)
     deploy(config)
     where = addresses(config)
     wait_until_healthy(where.api, timeout_s=180)

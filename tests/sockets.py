@@ -19,17 +19,19 @@ def _address(hex_address: str) -> str:
     return str(address.ipv4_mapped or address)
 
 
-def socket_table() -> dict[str, tuple[str, str, str]]:
-    """inode -> (state, local address, remote address) for every TCP socket of this network namespace."""
-    table = {}
+def _tcp_rows() -> list[list[str]]:
+    """The fields of every row of /proc/net/tcp and tcp6: local address 1, remote 2, state 3, inode 9."""
+    rows = []
     for name in ("tcp", "tcp6"):
         path = Path("/proc/net") / name
-        if not path.exists():
-            continue
-        for line in path.read_text().splitlines()[1:]:
-            parts = line.split()
-            table[parts[9]] = (parts[3], _address(parts[1]), _address(parts[2]))
-    return table
+        if path.exists():
+            rows += [line.split() for line in path.read_text().splitlines()[1:]]
+    return rows
+
+
+def socket_table() -> dict[str, tuple[str, str, str]]:
+    """inode -> (state, local address, remote address) for every TCP socket of this network namespace."""
+    return {parts[9]: (parts[3], _address(parts[1]), _address(parts[2])) for parts in _tcp_rows()}
 
 
 def socket_inodes(pid: int) -> set[str]:
@@ -58,3 +60,9 @@ def tcp_endpoints(pids: list[int]) -> list[tuple[int, str, str, str]]:
             if inode in table and table[inode][0] in (LISTEN, ESTABLISHED):
                 endpoints.append((pid, *table[inode]))
     return endpoints
+
+
+def listening_ports(pid: int) -> set[int]:
+    """The TCP ports `pid` listens on."""
+    inodes = socket_inodes(pid)
+    return {int(parts[1].split(":")[1], 16) for parts in _tcp_rows() if parts[3] == LISTEN and parts[9] in inodes}

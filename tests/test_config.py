@@ -67,3 +67,39 @@ def test_the_state_dir_flag_takes_the_same_forms(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--data", "d.jsonl", "--state-dir", "s3://bucket/state"])
     assert "state_dir must be a path or a file:// URI" in capsys.readouterr().err
+
+
+def test_direct_ingress_gives_each_replica_a_port_and_the_proxy_the_next():
+    server = ServerConfig(port=9000, replicas=3)
+    assert list(server.replica_ports) == [9000, 9001, 9002]
+    assert server.serve_proxy_port == 9003
+    assert ServerConfig(port=9000, proxy_port=7000).serve_proxy_port == 7000
+
+
+def test_proxy_ingress_puts_serves_proxy_on_the_port():
+    server = ServerConfig(port=9000, replicas=3, ingress="proxy", proxy_port=7000)
+    assert list(server.replica_ports) == [] and server.serve_proxy_port == 9000
+
+
+@pytest.mark.parametrize(
+    "given, named",
+    [
+        ({"replicas": 2, "proxy_port": 9001}, "proxy_port 9001"),
+        ({"proxy_port": 9000}, "proxy_port 9000"),
+        ({"port": 65535}, "proxy_port: 65536"),
+        ({"port": 65535, "replicas": 2, "proxy_port": 80}, "port 65535"),
+        ({"ingress": "sideways"}, "ingress"),
+    ],
+)
+def test_ports_that_collide_or_overflow_are_refused_naming_the_field(given, named):
+    with pytest.raises(pydantic.ValidationError, match=named):
+        ServerConfig.model_validate({"port": 9000, **given})
+
+
+def test_the_ingress_flag_overrides_the_file(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("server:\n  ingress: proxy\n")
+    args = build_parser().parse_args(["serve", "--ingress", "direct", "--config", str(path)])
+    config = load_config(args.config).with_overrides(ingress=args.ingress)
+    assert config.server.ingress == "direct"
+    assert load_config(path).with_overrides(ingress=None).server.ingress == "proxy"

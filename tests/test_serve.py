@@ -13,7 +13,7 @@ from serving.http_api import BATCH_ID_HEADER, BATCH_SIZE_HEADER
 from tests.images import drawn_image, image_bytes
 from tests.live_server import request_counts, scrape_until
 from tests.served_state import learn_and_publish
-from tests.sockets import off_loopback, tcp_endpoints
+from tests.sockets import listening_ports, off_loopback, tcp_endpoints
 
 PNG = image_bytes(drawn_image("disk", 48))
 B64 = base64.b64encode(PNG).decode()
@@ -96,6 +96,15 @@ def test_a_published_version_reaches_the_replica_and_rollback_returns(live_serve
 def test_health_and_docs(live_server):
     assert live_server.get("/healthz").status_code == 200
     assert "/v1/predict" in live_server.get("/openapi.json").json()["paths"]
+
+
+def test_the_replica_itself_listens_on_the_api_port_and_the_proxy_answers_too(live_server):
+    server = live_server.config.server
+    assert any(server.port in listening_ports(pid) for pid in processes_matching(("ServeReplica",)))
+    assert any(server.serve_proxy_port in listening_ports(pid) for pid in processes_matching(("ProxyActor",)))
+    direct = live_server.get("/healthz").json()
+    proxied = httpx.get(f"http://127.0.0.1:{server.serve_proxy_port}/healthz", timeout=30).json()
+    assert (direct["replica"], direct["version"]) == (proxied["replica"], proxied["version"])
 
 
 def test_metrics_arrive_on_the_metrics_port_and_move(live_server):

@@ -20,11 +20,12 @@ from tests.served_state import SMALL, learn_and_publish
 TOKEN = "a-token-for-the-serve-command-test"
 
 
-def write_config(path: Path, backbone_config, ray_dir: Path, metrics_port: int) -> Path:
+def write_config(path: Path, backbone_config, ray_dir: Path, metrics_port: int, proxy_port: int) -> Path:
     config = {
         "backbone": json.loads(backbone_config.model_dump_json()),
         "learner": json.loads(SMALL.model_dump_json()),
         "ray": {"temp_dir": str(ray_dir), "metrics_port": metrics_port, "num_cpus": 2},
+        "server": {"proxy_port": proxy_port},
     }
     path.write_text(json.dumps(config))
     return path
@@ -47,8 +48,8 @@ def test_serve_starts_answers_and_stops_on_a_signal(tmp_path, tiny_config, tiny_
     state_dir = tmp_path / "state"
     learn_and_publish(tiny_backbone, state_dir, "first", ["dog", "bus"])
     ray_dir = Path(tempfile.mkdtemp(prefix="rebq-ray-"))
-    port, metrics_port = free_port(), free_port()
-    config = write_config(tmp_path / "config.json", tiny_config, ray_dir, metrics_port)
+    port, metrics_port, proxy_port = free_port(), free_port(), free_port()
+    config = write_config(tmp_path / "config.json", tiny_config, ray_dir, metrics_port, proxy_port)
     command = [sys.executable, "-m", "serving.cli", "serve", "--port", str(port), "--state-dir", str(state_dir)]
     process = subprocess.Popen(
         [*command, "--config", str(config)],
@@ -61,6 +62,7 @@ def test_serve_starts_answers_and_stops_on_a_signal(tmp_path, tiny_config, tiny_
         banner = read_until(process, "Ctrl-C stops it", timeout_s=240)
         assert f"http://127.0.0.1:{port}/v1/predict" in banner and f"http://127.0.0.1:{port}/docs" in banner
         assert f"http://127.0.0.1:{metrics_port}/metrics" in banner
+        assert f"http://127.0.0.1:{proxy_port}/v1/predict" in banner
         answer = httpx.post(f"http://127.0.0.1:{port}/v1/predict", json={"text": "a blue bus"}, timeout=30)
         assert answer.status_code == 200 and answer.json()["model_version"] == 1
         rollback = f"http://127.0.0.1:{port}/v1/model/rollback"

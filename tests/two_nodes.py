@@ -45,6 +45,8 @@ def wait_until(check, timeout_s: float, what: str):
 
 def main(config_path: str, port: int) -> None:
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    # two raylets share 127.0.0.1, so replicas cannot each own a port there: Serve's proxy is the ingress
+    os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "0"
     import ray
     from ray import serve
     from ray.cluster_utils import Cluster
