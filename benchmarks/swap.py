@@ -64,6 +64,7 @@ class LoadLoop:
     `max_seconds` passed; every answer kept."""
 
     TEXTS = ("A red fire truck.", "A frog.", "A slice of pizza.", "A hat.", "A star.", "A green tree.")
+    PAUSE_AFTER_FAILURE_S = 0.5  # as a client would before trying again: no storm of refused connections
 
     def __init__(self, url: str, concurrency: int, max_requests: int = 10_000_000, max_seconds: float = 86_400):
         self.url = url.rstrip("/") + "/v1/predict"
@@ -101,6 +102,8 @@ class LoadLoop:
                     answer = Answer(start, time.monotonic() - start, 0, None, None)
                 with self._lock:
                     self.answers.append(answer)
+                if answer.status != 200:
+                    self._stop.wait(self.PAUSE_AFTER_FAILURE_S)
 
     def __enter__(self) -> LoadLoop:
         for thread in self._threads:

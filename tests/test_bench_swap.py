@@ -1,5 +1,6 @@
-from benchmarks.swap import Answer, SwapConfig, main, mixed_version_batches, propagation_s
+from benchmarks.swap import Answer, LoadLoop, SwapConfig, main, mixed_version_batches, propagation_s
 from tests.learning_data import write_jsonl_dataset
+from tests.live_server import free_port
 from tests.served_state import learn_and_publish
 
 
@@ -17,6 +18,14 @@ def test_batches_naming_two_versions_are_counted():
     batches = [(1, "a-1"), (1, "a-1"), (2, "a-2"), (1, "b-1"), (2, "b-1")]
     answers = [answer(0, version, batch) for version, batch in batches]
     assert mixed_version_batches(answers) == 1
+
+
+def test_the_load_loop_pauses_after_a_failure_instead_of_hammering():
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: every connection is refused at once
+    with LoadLoop(closed, concurrency=2, max_seconds=1.2) as load:
+        load._threads[0].join(timeout=10)
+    assert all(a.status == 0 for a in load.answers)
+    assert 2 <= len(load.answers) <= 2 * (1 + 1.2 / LoadLoop.PAUSE_AFTER_FAILURE_S)  # about 6, not thousands
 
 
 def test_bench_swap_and_freshness_against_the_live_server(live_server, tmp_path):
