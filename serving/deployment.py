@@ -142,6 +142,9 @@ class RebqReplica:
     async def train_task(self, name: str) -> tuple[int, dict]:
         return await self._call_updater("train_now", name)
 
+    async def drop_task(self, name: str) -> tuple[int, dict]:
+        return await self._call_updater("drop_task", name)
+
     async def rollback(self, version: int) -> tuple[int, dict]:
         return await self._call_updater("rollback", version)
 

@@ -37,6 +37,7 @@ from serving.schemas import (
     PredictRequest,
     PredictResponse,
     RollbackRequest,
+    TaskDropped,
     TrainStarted,
 )
 
@@ -182,6 +183,17 @@ def unauthorized(token: str | None, request: Request) -> JSONResponse | None:
     return response
 
 
+async def ask_updater(token: str | None, request: Request, call) -> JSONResponse:
+    """`call()`'s (status, body) from the updater, once the request is authorised; 503 while none runs."""
+    if (refusal := unauthorized(token, request)) is not None:
+        return refusal
+    try:
+        status, body = await call()
+    except UpdaterUnavailable as error:
+        return error_response(503, None, str(error))
+    return JSONResponse(body, status_code=status)
+
+
 def build_http_app(
     backend: Backend,
     limits: LimitsConfig,
@@ -259,13 +271,12 @@ def build_http_app(
     )
     async def train_task(name: str, request: Request):
         """Train a buffered task now, without waiting for it to be due."""
-        if (refusal := unauthorized(token, request)) is not None:
-            return refusal
-        try:
-            status, body = await backend.train_task(name)
-        except UpdaterUnavailable as error:
-            return error_response(503, None, str(error))
-        return JSONResponse(body, status_code=status)
+        return await ask_updater(token, request, lambda: backend.train_task(name))
+
+    @app.delete("/v1/tasks/{name}", response_model=TaskDropped, responses={**ERRORS, **NOT_FOUND})
+    async def drop_task(name: str, request: Request):
+        """Drop a buffered task that is not training (one the gate refused, say): its samples are never trained."""
+        return await ask_updater(token, request, lambda: backend.drop_task(name))
 
     @app.post(
         "/v1/model/rollback",

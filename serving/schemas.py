@@ -79,6 +79,11 @@ class TrainStarted(BaseModel):
     state: str
 
 
+class TaskDropped(BaseModel):
+    task: str
+    dropped: int  # samples that will not be trained
+
+
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

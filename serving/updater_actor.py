@@ -100,6 +100,16 @@ class UpdaterActor:
         threading.Thread(target=self._train, args=(name,), name=f"rebq-train-{name}", daemon=True).start()
         return 202, {"task": name, "state": "training"}
 
+    def drop_task(self, name: str) -> tuple[int, dict]:
+        try:
+            dropped = self.updater.drop(name)
+        except KeyError:
+            return 404, {"field": "name", "detail": f"name: no samples are buffered for task {name!r}"}
+        except RuntimeError as error:
+            return 409, {"field": "name", "detail": f"name: {error}"}
+        self.metrics.buffered.set(0, tags={"task": name})
+        return 200, {"task": name, "dropped": dropped}
+
     def rollback(self, version: int) -> tuple[int, dict]:
         from model.state import StateError, list_versions
 

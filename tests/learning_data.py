@@ -18,6 +18,7 @@ CLASSES = {
     "fish": ("stripes", (200, 30, 30), "a red fish"),
     "car": ("corner", (30, 30, 200), "a blue car"),
     "horse": ("disk", (120, 60, 20), "a big horse"),
+    "kite": ("stripes", (120, 60, 20), "a brown kite"),
 }
 
 

@@ -3,6 +3,8 @@
 import base64
 import time
 
+import httpx
+
 from model.published import published_version
 from tests.images import image_bytes
 from tests.learning_data import samples
@@ -73,6 +75,17 @@ def test_feedback_refusals(live_server):
     assert live_server.post("/v1/tasks/unknown/train").status_code == 404
     missing = live_server.post("/v1/model/rollback", json={"version": 999})
     assert missing.status_code == 404 and missing.json()["field"] == "version"
+
+
+def test_a_buffered_task_can_be_dropped(live_server):
+    sent = live_server.post("/v1/feedback", json={"samples": feedback_samples(["kite"], 2, task="to-drop")})
+    assert sent.status_code == 202
+    assert live_server.get("/v1/model").json()["updater"]["buffered"]["to-drop"] == {"kite": 2}
+    dropped = httpx.delete(live_server.url + "/v1/tasks/to-drop", timeout=30)
+    assert dropped.status_code == 200 and dropped.json() == {"task": "to-drop", "dropped": 2}
+    assert "to-drop" not in live_server.get("/v1/model").json()["updater"]["buffered"]
+    again = httpx.delete(live_server.url + "/v1/tasks/to-drop", timeout=30)
+    assert again.status_code == 404 and again.json()["field"] == "name"
 
 
 def test_feedback_for_learned_classes_is_counted_not_buffered(live_server):

@@ -51,6 +51,9 @@ class InProcessBackend:
     async def train_task(self, name):
         raise UpdaterUnavailable("no updater is running")
 
+    async def drop_task(self, name):
+        raise UpdaterUnavailable("no updater is running")
+
     async def rollback(self, version):
         raise UpdaterUnavailable("no updater is running")
 
@@ -190,6 +193,7 @@ TOKEN = "a-bearer-token-for-the-tests"
     [
         ("POST", "/v1/feedback", {"samples": [{"text": "a dog", "label": "dog"}]}),
         ("POST", "/v1/tasks/first/train", None),
+        ("DELETE", "/v1/tasks/first", None),
         ("POST", "/v1/model/rollback", {"version": 1}),
     ],
 )

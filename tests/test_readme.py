@@ -63,7 +63,7 @@ def test_api_examples_answer(live_server, tmp_path):
         )
         assert result.returncode == 0, result.stderr
         answers.append(json.loads(result.stdout))
-    both, text_only, image_only, model, refused, accepted, rolled_back = answers
+    both, text_only, image_only, model, refused, accepted, dropped, rolled_back = answers
     classes = sum(len(task["classes"]) for task in model["tasks"])
     assert both["missing"] == [] and len(both["top_k"]) == min(3, classes)
     assert text_only["missing"] == ["image"] and text_only["reconstructed"] is True
@@ -71,6 +71,7 @@ def test_api_examples_answer(live_server, tmp_path):
     assert model["version"] == both["model_version"] and model["tasks"]
     assert refused == {"field": "image", "detail": "image and text are both missing: send at least one of them"}
     assert accepted["accepted"] == 1 and accepted["offset"] >= 1
+    assert dropped == {"task": "birds", "dropped": 1}
     assert rolled_back == {"version": 1}
     live_server.wait_for_version(1)
     publish(live_server.state_dir, model["version"])  # leave the server as it was

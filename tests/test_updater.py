@@ -120,3 +120,38 @@ def test_feedback_that_would_wreck_an_old_task_is_refused(tmp_path, tiny_backbon
     assert not outcome.published and "task feedback-1 would lose" in outcome.reason, outcome
     assert outcome.forgetting["feedback-1"] > 10.0
     assert published_version(tmp_path) == 1
+
+
+def test_a_dropped_task_is_gone_for_good_and_the_others_stay(tmp_path, tiny_backbone):
+    updater = make(tmp_path, tiny_backbone)
+    updater.accept(feedback(["dog"], 2, task="pets"))  # offsets 0-1
+    updater.accept(feedback(["tree"], 3, task="plants"))  # offsets 2-4
+    updater.accept(feedback(["bus"], 2, task="pets"))  # offsets 5-6
+    assert updater.drop("plants") == 3
+    assert updater.status()["buffered"] == {"pets": {"dog": 2, "bus": 2}}
+    assert updater.status()["committed_offset"] == 0  # pets still waits at offset 0
+    restarted = make(tmp_path, tiny_backbone)  # the log is read again from offset 0
+    assert restarted.status()["buffered"] == {"pets": {"dog": 2, "bus": 2}}
+    assert restarted.drop("pets") == 4
+    assert restarted.status()["committed_offset"] == 7 and restarted.status()["buffered"] == {}
+    assert make(tmp_path, tiny_backbone).status()["buffered"] == {}
+
+
+def test_only_a_buffered_task_that_is_not_training_can_be_dropped(tmp_path, tiny_backbone):
+    updater = make(tmp_path, tiny_backbone)
+    with pytest.raises(KeyError):
+        updater.drop("nothing")
+    updater.accept(feedback(["dog"], 2, task="pets"))
+    updater.training = "pets"  # as while train() runs
+    with pytest.raises(RuntimeError, match="training"):
+        updater.drop("pets")
+    assert updater.status()["buffered"] == {"pets": {"dog": 2}}
+
+
+def test_a_refused_task_can_be_dropped_and_no_longer_holds_the_log_back(tmp_path, tiny_backbone):
+    updater = make(tmp_path, tiny_backbone, min_accuracy=95.0, holdout_fraction=0.4)
+    updater.accept(feedback(["dog", "bus", "tree", "cake"], 5, shuffle_labels=True))
+    assert not updater.train("feedback-1").published
+    assert updater.status()["committed_offset"] == 0
+    updater.drop("feedback-1")
+    assert updater.status()["committed_offset"] == 20

@@ -27,6 +27,7 @@ from PIL import Image
 from model.backbone import Backbone
 from model.config import LearnerConfig
 from model.continual import ContinualModel
+from model.durable_files import write_atomically
 from model.published import load_published, publish, published_version
 from updater.config import TrainerConfig, UpdaterConfig
 from updater.feedback_log import FeedbackLog, FeedbackRecord, NewFeedback
@@ -35,6 +36,7 @@ from updater.trainer import train_task
 log = logging.getLogger(__name__)
 
 HOLDOUT_FILE = "holdout.json"
+DROPPED_FILE = "dropped.json"  # offsets of samples whose pending task was dropped, above the committed offset
 
 
 @dataclass
@@ -97,8 +99,10 @@ class Updater:
         self._learned_at_version: int | None = None
         self._learned: dict[str, str] = {}  # class -> task
         self._holdout = self._read_holdout()
+        self._dropped = self._read_dropped()
         for record in self.log.read(self.log.committed()):
-            self._route(record, time.monotonic())
+            if record.offset not in self._dropped:
+                self._route(record, time.monotonic())
 
     # --- what is learned -------------------------------------------------------------------------
     def learned(self) -> dict[str, str]:
@@ -114,6 +118,10 @@ class Updater:
     def _read_holdout(self) -> dict[str, list[int]]:
         path = self.log.folder / HOLDOUT_FILE
         return json.loads(path.read_text()) if path.exists() else {}
+
+    def _read_dropped(self) -> set[int]:
+        path = self.log.folder / DROPPED_FILE
+        return set(json.loads(path.read_text())) if path.exists() else set()
 
     # --- intake ----------------------------------------------------------------------------------
     def accept(self, samples: Sequence[NewFeedback]) -> tuple[int, int]:
@@ -199,8 +207,31 @@ class Updater:
         task.tried_with = 0
         if not task.records:
             del self.pending[name]
+        self._commit_waiting()
+
+    def _commit_waiting(self) -> None:
+        """Move the committed offset up to the first sample still pending."""
         waiting = [r.offset for t in self.pending.values() for r in t.records]
         self.log.commit(min(waiting) if waiting else self.log.end)
+
+    def drop(self, name: str) -> int:
+        """Forget pending task `name`: its samples stay in the log but are never trained. How many were dropped.
+
+        The dropped offsets are written before the committed offset moves, so a restart in between
+        still skips them; offsets below the committed one are forgotten, as the log is never re-read there.
+        """
+        with self._lock:
+            if name not in self.pending:
+                raise KeyError(name)
+            if self.training == name:
+                raise RuntimeError(f"task {name} is training; drop it after")
+            task = self.pending.pop(name)
+            committed = self.log.committed()
+            self._dropped = {o for o in self._dropped if o >= committed} | {r.offset for r in task.records}
+            write_atomically(self.log.folder / DROPPED_FILE, json.dumps(sorted(self._dropped)).encode())
+            self._commit_waiting()
+        log.info("task %s dropped with its %d samples", name, len(task.records))
+        return len(task.records)
 
     def _model(self) -> ContinualModel:
         state = load_published(self.state_dir)
