@@ -18,7 +18,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from benchmarks.cl_metrics import accuracy, by_missing_accuracy, summarise_runs
+from benchmarks.cl_metrics import MISSING_ANY, MISSING_PATTERNS, accuracy, by_missing_accuracy, summarise_runs
 from benchmarks.cmml_plot import plot_results
 from benchmarks.cmml_splits import (
     draw_missing_table,
@@ -38,7 +38,8 @@ from updater.trainer import TrainerConfig, train_task
 
 log = logging.getLogger(__name__)
 
-METHODS = ("rebq", "prompt_no_rec", "head_only", "joint")
+Method = Literal["rebq", "prompt_no_rec", "head_only", "joint"]
+METHODS: tuple[Method, ...] = ("rebq", "prompt_no_rec", "head_only", "joint")
 
 
 class CmmlConfig(StrictModel):
@@ -50,7 +51,7 @@ class CmmlConfig(StrictModel):
     min_per_class: int = Field(20, ge=2)
     test_fraction: float = Field(0.3, gt=0, lt=1)
     validation: bool = False  # score on a validation split carved from the training data
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[Method, ...] = Field(METHODS, min_length=1)
     learner: LearnerConfig = LearnerConfig()
     trainer: TrainerConfig = TrainerConfig()
 
@@ -172,12 +173,13 @@ def run_cmml(config: CmmlConfig, backbone_config: BackboneConfig) -> dict:
 
 
 def format_table(results: dict) -> str:
-    header = ["method", "AP", "+-", "forgetting", "+-", "last", "complete", "img miss", "txt miss", "train s"]
+    header = ["method", "AP", "+-", "forgetting", "+-", "last", "complete", "img miss", "txt miss", "missing"]
+    header.append("train s")
     lines = [" ".join(f"{name:>10}" for name in header)]
     for method, summary in results["methods"].items():
         missing = summary["by_missing"]
         figures = [summary[key] for key in ("ap", "ap_std", "forgetting", "forgetting_std", "last")]
-        figures += [missing.get(key, float("nan")) for key in ("complete", "image_missing", "text_missing")]
+        figures += [missing.get(key, float("nan")) for key in (*MISSING_PATTERNS, MISSING_ANY)]
         figures.append(summary["train_seconds"])
         lines.append(f"{method:>10} " + " ".join(f"{value:>10.1f}" for value in figures))
     return "\n".join(lines)
