@@ -97,9 +97,11 @@ def train_task(
     model.tasks.append(TaskRecord(name=name, classes=tuple(classes)))
     trainable = [parameter for parameter in model.learner.parameters() if parameter.requires_grad]
     optimiser = torch.optim.Adam(trainable, lr=config.learning_rate)
-    # a task without new components whose rows become prototypes has nothing to train
+    # a task without new components has nothing to train when its rows become prototypes, or when the LDA,
+    # not the head, ranks predictions (the head only trains prompts)
     rows_only = all(p is model.learner.head.new_weight or p.numel() == 0 for p in trainable)
-    epochs = 0 if rows_only and config.head_rows == "prototypes" else config.epochs
+    rows_unused = config.head_rows == "prototypes" or model.learner.lda is not None
+    epochs = 0 if rows_only and rows_unused else config.epochs
     steps_per_epoch = -(-len(batch) // config.batch_size)
     bar = tqdm(total=epochs * steps_per_epoch, desc=f"task {name}", disable=not progress, leave=False)
     loss_value, steps = float("nan"), 0
