@@ -15,6 +15,7 @@ from model.modality import Modality, missing_pattern
 
 Matrix = Sequence[Sequence[float]]
 MISSING_PATTERNS = ("complete", "image_missing", "text_missing")
+MISSING_ANY = "missing"  # every row lacking either modality, pooled by rows (not the mean of the two patterns)
 
 
 def accuracy(predictions: Sequence[str], labels: Sequence[str]) -> float:
@@ -67,7 +68,8 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 def by_missing_accuracy(
     predictions: Sequence[str], labels: Sequence[str], presents: Sequence[Modality]
 ) -> dict[str, float]:
-    """Accuracy of the complete, image-missing and text-missing samples apart; nan where there are none."""
+    """Accuracy of the complete, image-missing and text-missing samples apart, then of every sample missing a
+    modality pooled (`"missing"`, weighted by rows); nan where there are none."""
     if not len(predictions) == len(labels) == len(presents):
         raise ValueError(
             f"{len(predictions)} predictions, {len(labels)} labels and {len(presents)} presence flags"
@@ -79,7 +81,10 @@ def by_missing_accuracy(
             raise ValueError(f"presents[{index}] carries no modality")
         pairs[pattern][0].append(prediction)
         pairs[pattern][1].append(label)
-    return {pattern: accuracy(*pairs[pattern]) for pattern in MISSING_PATTERNS}
+    result = {pattern: accuracy(*pairs[pattern]) for pattern in MISSING_PATTERNS}
+    image_missing, text_missing = pairs["image_missing"], pairs["text_missing"]
+    result[MISSING_ANY] = accuracy(image_missing[0] + text_missing[0], image_missing[1] + text_missing[1])
+    return result
 
 
 def mean_matrix(matrices: Sequence[Matrix]) -> list[list[float]]:

@@ -48,6 +48,7 @@ class TaskRecord(StrictModel):
 
 
 LEARNER_BEFORE_LDA = {"prompt_tasks": None, "classifier": "cosine"}
+LEARNER_BEFORE_PATTERNS = {"lda_statistics": "pooled"}  # one discriminant for every missing pattern
 
 
 class StateManifest(StrictModel):
@@ -64,9 +65,10 @@ class StateManifest(StrictModel):
     @field_validator("learner", mode="before")
     @classmethod
     def _older_learners(cls, learner: Any) -> Any:
-        """Manifests written before these fields existed grew their pools every task and had no LDA."""
+        """Manifests written before these fields existed grew their pools every task and had no LDA, or had
+        an LDA with one set of statistics for every missing pattern."""
         if isinstance(learner, dict):
-            return {**LEARNER_BEFORE_LDA, **learner}
+            return {**LEARNER_BEFORE_LDA, **LEARNER_BEFORE_PATTERNS, **learner}
         return learner
 
     @property

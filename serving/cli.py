@@ -56,6 +56,7 @@ def _bench_cmml(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         min_per_class=args.min_per_class,
         validation=args.validation,
+        **({"methods": tuple(args.methods)} if args.methods else {}),
         learner=app.learner,
         trainer=app.trainer,
     )
@@ -210,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cmml.add_argument("--seeds", type=int, default=3)
     bench_cmml.add_argument("--min-per-class", type=int, default=20)
     bench_cmml.add_argument("--validation", action="store_true", help="score on a validation split of train")
+    bench_cmml.add_argument(
+        "--methods", nargs="+", help="methods to run (rebq, prompt_no_rec, head_only, joint); default: all"
+    )
     bench_cmml.add_argument("--out", type=Path, required=True, help="JSON file to write")
     bench_cmml.add_argument("--plot", type=Path, help="PNG file to write")
     _add_config(bench_cmml)

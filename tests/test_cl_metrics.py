@@ -70,16 +70,30 @@ def test_by_missing_accuracy_splits_by_pattern():
     labels = ["a", "a", "a", "a", "b", "a", "b"]
     presents = [both, both, both, both, image_only, image_only, text_only]
     result = by_missing_accuracy(predictions, labels, presents)
-    assert list(result) == ["complete", "image_missing", "text_missing"]
+    assert list(result) == ["complete", "image_missing", "text_missing", "missing"]
     assert result["complete"] == 75.0
     assert result["text_missing"] == 50.0  # present IMAGE: the text is missing
     assert result["image_missing"] == 0.0  # present TEXT: the image is missing
+    assert result["missing"] == pytest.approx(100.0 / 3)  # 1 right of 3 missing rows, not (0 + 50) / 2
+
+
+def test_by_missing_pools_missing_rows_by_count():
+    # 1 image-missing row, right; 4 text-missing rows, 1 right; 2 complete rows, wrong (not pooled)
+    predictions = ["a", "a", "b", "b", "b", "x", "x"]
+    labels = ["a", "a", "a", "a", "a", "b", "b"]
+    presents = [Modality.TEXT] + [Modality.IMAGE] * 4 + [Modality.BOTH] * 2
+    result = by_missing_accuracy(predictions, labels, presents)
+    assert result["image_missing"] == 100.0 and result["text_missing"] == 25.0
+    assert result["missing"] == 40.0  # 2 of 5 rows; the mean of the two patterns would say 62.5
+    assert result["complete"] == 0.0
 
 
 def test_by_missing_accuracy_nan_where_none_and_refusals():
     result = by_missing_accuracy(["a"], ["a"], [Modality.BOTH])
     assert result["complete"] == 100.0
     assert math.isnan(result["image_missing"]) and math.isnan(result["text_missing"])
+    assert math.isnan(result["missing"])
+    assert by_missing_accuracy(["a", "b"], ["a", "a"], [Modality.BOTH, Modality.TEXT])["missing"] == 0.0
     with pytest.raises(ValueError, match="presents\\[1\\] carries no modality"):
         by_missing_accuracy(["a", "b"], ["a", "b"], [Modality.BOTH, Modality.NONE])
     with pytest.raises(ValueError, match="2 predictions, 2 labels and 1 presence flags"):

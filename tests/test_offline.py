@@ -91,7 +91,10 @@ def test_bench_cmml_runs_every_method(tmp_path, tiny_config, capsys):
     for summary in results["methods"].values():
         assert len(summary["acc_matrix"]) == 2 and len(summary["acc_matrix"][1]) == 2
         assert 0 <= summary["ap"] <= 100
-        assert set(summary["by_missing"]) >= {"complete", "image_missing", "text_missing"}
+        assert set(summary["by_missing"]) == {"complete", "image_missing", "text_missing", "missing"}
     assert results["methods"]["joint"]["forgetting"] == 0.0
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert capsys.readouterr().out.splitlines()[0].split()[:2] == ["method", "AP"]
+    assert main(args + ["--methods", "head_only"]) == 0
+    assert set(json.loads(out.read_text())["methods"]) == {"head_only"}
+    assert main(args + ["--methods", "rebqq"]) == 2  # refused, naming the choices

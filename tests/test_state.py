@@ -131,3 +131,24 @@ def test_a_manifest_from_before_the_lda_keeps_its_layout(tmp_path, trained):
     del manifest["learner"]["prompt_tasks"], manifest["learner"]["classifier"]
     written = StateManifest.model_validate_json(json.dumps(manifest))
     assert written.learner.prompt_tasks is None and written.learner.classifier == "cosine"
+
+
+def test_a_manifest_from_before_pattern_statistics_loads_pooled(tmp_path, tiny_backbone):
+    model = ContinualModel(tiny_backbone, SMALL.model_copy(update={"lda_statistics": "pooled"}))
+    images, texts, labels = samples(["dog", "bus"], per_class=4, missing={1: "text", 6: "image"})
+    batch = model.encode(images, texts)
+    train_task(model, "first", ["dog", "bus"], batch, labels, TrainerConfig(epochs=1), progress=False)
+    state = model.save(tmp_path)
+    manifest_path = version_folder(tmp_path, state.version) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["learner"]["lda_statistics"]
+    manifest_path.write_text(json.dumps(manifest))
+    older = load_state(version_folder(tmp_path, state.version))
+    assert older.manifest.learner.lda_statistics == "pooled" and older.tensors["lda.means"].shape == (2, 1296)
+    restored = ContinualModel.from_state(tiny_backbone, older)
+    with torch.no_grad():
+        torch.testing.assert_close(restored.forward(batch).logits, model.forward(batch).logits)
+    manifest["learner"]["lda_statistics"] = "by_pattern"  # pooled tensors under a manifest that says otherwise
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(StateMismatchError, match=r"lda.means has shape \(2, 1296\), expected \(3, 2, 1296\)"):
+        ContinualModel.from_state(tiny_backbone, load_state(version_folder(tmp_path, state.version)))

@@ -18,6 +18,7 @@ from model.backbone import load_backbone
 from model.batch import EncodedBatch
 from model.continual import ContinualModel
 from model.devices import place_towers, resolve_device
+from model.lda_classifier import pattern_index
 from model.state import TaskRecord
 from updater.config import TrainerConfig
 
@@ -65,6 +66,26 @@ def drop_modalities(batch: EncodedBatch, rate: float, generator: torch.Generator
     return batch.with_presence(batch.has_image & ~lose_image, batch.has_text & ~lose_text), lose_image, lose_text
 
 
+def discriminant_rows(model: ContinualModel, batch: EncodedBatch, targets: torch.Tensor):
+    """Fused features `(M, F)`, targets `(M,)` and missing patterns `(M,)` (or None) the LDA learns from.
+
+    Pooled statistics take the batch as it is. Statistics by pattern also take each complete row twice
+    more, once with its image and once with its text hidden, so that every class has reconstructed rows
+    of both kinds, reconstructed by the same memory pools that will reconstruct its test rows.
+    """
+    if not model.learner.lda.by_pattern:
+        with torch.no_grad():
+            return model.forward(batch).fused, targets, None
+    complete = (batch.has_image & batch.has_text).nonzero().flatten()  # (n,)
+    rows = torch.cat([torch.arange(len(batch)), complete, complete])  # (M,)
+    hidden, shown = torch.zeros(len(complete), dtype=torch.bool), torch.ones(len(complete), dtype=torch.bool)
+    has_image = torch.cat([batch.has_image, hidden, shown])  # (M,)
+    has_text = torch.cat([batch.has_text, shown, hidden])  # (M,)
+    with torch.no_grad():
+        fused = model.forward(batch.select(rows).with_presence(has_image, has_text)).fused  # (M, F)
+    return fused, targets[rows], pattern_index(has_image, has_text)
+
+
 def reconstruction_loss(output, truth: EncodedBatch, lose_image: torch.Tensor, lose_text: torch.Tensor):
     """Mean squared distance of reconstructed to true queries, over the rows that lost a modality."""
     terms = []
@@ -97,9 +118,11 @@ def train_task(
     model.tasks.append(TaskRecord(name=name, classes=tuple(classes)))
     trainable = [parameter for parameter in model.learner.parameters() if parameter.requires_grad]
     optimiser = torch.optim.Adam(trainable, lr=config.learning_rate)
-    # a task without new components whose rows become prototypes has nothing to train
+    # a task without new components has nothing to train when its rows become prototypes, or when the LDA,
+    # not the head, ranks predictions (the head only trains prompts)
     rows_only = all(p is model.learner.head.new_weight or p.numel() == 0 for p in trainable)
-    epochs = 0 if rows_only and config.head_rows == "prototypes" else config.epochs
+    rows_unused = config.head_rows == "prototypes" or model.learner.lda is not None
+    epochs = 0 if rows_only and rows_unused else config.epochs
     steps_per_epoch = -(-len(batch) // config.batch_size)
     bar = tqdm(total=epochs * steps_per_epoch, desc=f"task {name}", disable=not progress, leave=False)
     loss_value, steps = float("nan"), 0
@@ -122,8 +145,8 @@ def train_task(
     if config.head_rows == "prototypes":
         model.learner.head.set_new_rows(class_prototypes(model, batch, targets, len(classes)))
     if model.learner.lda is not None:
-        with torch.no_grad():
-            model.learner.lda.add_classes(model.forward(batch).fused, targets, len(classes))
+        features, rows_targets, patterns = discriminant_rows(model, batch, targets)
+        model.learner.lda.add_classes(features, rows_targets, len(classes), patterns)
     model.learner.freeze_current()
     seconds = time.perf_counter() - start
     log.info(
