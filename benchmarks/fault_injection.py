@@ -105,21 +105,23 @@ def training_outcome(bench: Bench, task: str) -> dict:
 
 
 def updater_killed_in_training(bench: Bench, samples: list[SentSample]) -> Verdict:
-    task = feed_and_train(bench, samples)
-
-    def training():
-        updater = model_info(bench)["updater"]
-        if updater and updater["last_training"] and updater["last_training"]["task"] == task:
-            raise FaultError(f"task {task} finished training before the updater could be killed")
-        return updater if updater and updater["training"] == task else None
-
-    committed = wait_until(training, bench.timeout_s, f"task {task} training")["committed_offset"]
+    task = samples[0].task
+    if not bench.ledger.send(bench.client, samples):
+        raise FaultError(f"the feedback of task {task} was not acknowledged")
+    before = model_info(bench)
+    committed, version = before["updater"]["committed_offset"], before["version"]
+    start_training(bench, task)  # answered 202 once the updater's training thread runs: kill it now
     ray.kill(updater_handle(), no_restart=False)
     killed = time.monotonic()
 
     def back():
-        updater = model_info(bench)["updater"]
-        return updater if updater and task in updater["buffered"] else None
+        info = model_info(bench)
+        updater = info["updater"]
+        if updater is None:
+            return None
+        if info["version"] != version or (updater["state"] == "idle" and task not in updater["buffered"]):
+            raise FaultError(f"task {task} finished training before the updater was killed")
+        return updater if updater["state"] == "idle" and task in updater["buffered"] else None  # restarted
 
     status = wait_until(back, bench.timeout_s, "the updater back")
     back_s, held = time.monotonic() - killed, status["buffered"][task]
