@@ -92,8 +92,10 @@ class LearnerConfig(StrictModel):
     `lda_statistics`: "by_pattern": each class has a mean for each missing pattern (complete, image
     reconstructed, text reconstructed), each half of it taken over the rows where that half is real, or
     reconstructed, like the pattern's; every row is scored against its own pattern's means (the trainer
-    adds every complete row again with its image, and with its text, hidden). "pooled": one mean per
-    class for all rows, as PromptStates written before this option have.
+    adds every complete row again with its image, and with its text, hidden). "pooled_with_hidden": one
+    mean per class for all rows, taken over the same rows, complete ones also with either half hidden
+    and reconstructed, so the means and the covariance know reconstructed halves. "pooled": one mean per
+    class over the training rows as they come, as PromptStates written before this option have.
 
     `memory_every_task`: the memory pools, which reconstruct a missing modality's query, grow with the
     prompt pools (false) or on every task (true), so that later tasks' classes are reconstructed by
@@ -112,4 +114,4 @@ class LearnerConfig(StrictModel):
     text_reconstruction: Literal["prompt_pass", "feature"] = "prompt_pass"
     classifier: Literal["cosine", "lda"] = "lda"
     lda_shrinkage: float = Field(0.5, gt=0, le=1)
-    lda_statistics: Literal["by_pattern", "pooled"] = "by_pattern"
+    lda_statistics: Literal["pooled_with_hidden", "by_pattern", "pooled"] = "pooled_with_hidden"

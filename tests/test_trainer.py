@@ -109,7 +109,7 @@ def test_tasks_after_prompt_tasks_add_rows_only(tiny_backbone):
         if name != "head.weight" and not name.startswith("lda."):
             assert torch.equal(after[name], tensor), name
     assert torch.equal(after["head.weight"][:2], before["head.weight"])
-    assert torch.equal(after["lda.means"][:, :2], before["lda.means"])  # (pattern, class, feature)
+    assert torch.equal(after["lda.means"][:2], before["lda.means"])  # (class, feature)
     cosine = ContinualModel(tiny_backbone, SMALL.model_copy(update={"prompt_tasks": 1, "classifier": "cosine"}))
     learn(cosine, "first", ["dog", "bus"])
     assert learn(cosine, "second", ["tree", "cake"]).steps == 24  # the head ranks: its new rows train
@@ -159,8 +159,28 @@ def test_each_task_adds_its_class_statistics_to_the_lda(tiny_backbone):
     assert len(predictions) == 12 and predictions[0].labels[0] in model.classes
 
 
+def test_pooled_statistics_with_hidden_rows_take_each_complete_row_three_times(tiny_backbone):
+    model = ContinualModel(tiny_backbone, SMALL)  # pooled, with hidden rows: the default
+    images, texts, labels = samples(["tree", "cake"], per_class=6, missing={0: "image", 1: "image", 7: "text"})
+    batch = model.encode(images, texts)
+    train_task(model, "first", ["tree", "cake"], batch, labels, FAST, progress=False)
+    lda = model.learner.lda
+    assert not lda.by_pattern and float(lda.count) == 12 + 2 * 9  # every row, and the 9 complete ones twice more
+    complete = batch.has_image & batch.has_text  # (12,)
+    no_image = batch.with_presence(batch.has_image & ~complete, batch.has_text)
+    no_text = batch.with_presence(batch.has_image, batch.has_text & ~complete)
+    with torch.no_grad():
+        views = [model.forward(view).fused for view in (batch, no_image, no_text)]  # 3 x (12, F)
+    fused = torch.cat([views[0], views[1][complete], views[2][complete]])  # (30, F)
+    tree = torch.arange(12) < 6
+    is_tree = torch.cat([tree, tree[complete], tree[complete]])  # (30,)
+    torch.testing.assert_close(lda.means[0, 0], fused[is_tree].mean(0))
+    torch.testing.assert_close(lda.means[0, 1], fused[~is_tree].mean(0))
+    assert not torch.allclose(lda.means[0, 0], views[0][tree].mean(0))  # not the rows as they came
+
+
 def test_statistics_by_pattern_take_each_complete_row_with_either_modality_hidden(tiny_backbone):
-    model = ContinualModel(tiny_backbone, SMALL)  # by pattern, the default
+    model = ContinualModel(tiny_backbone, SMALL.model_copy(update={"lda_statistics": "by_pattern"}))
     images, texts, labels = samples(["tree", "cake"], per_class=6, missing={0: "image", 1: "image", 7: "text"})
     batch = model.encode(images, texts)
     train_task(model, "first", ["tree", "cake"], batch, labels, FAST, progress=False)

@@ -69,11 +69,12 @@ def drop_modalities(batch: EncodedBatch, rate: float, generator: torch.Generator
 def discriminant_rows(model: ContinualModel, batch: EncodedBatch, targets: torch.Tensor):
     """Fused features `(M, F)`, targets `(M,)` and missing patterns `(M,)` (or None) the LDA learns from.
 
-    Pooled statistics take the batch as it is. Statistics by pattern also take each complete row twice
-    more, once with its image and once with its text hidden, so that every class has reconstructed rows
-    of both kinds, reconstructed by the same memory pools that will reconstruct its test rows.
+    Pooled statistics take the batch as it is. The others also take each complete row twice more, once
+    with its image and once with its text hidden, so that every class has reconstructed rows of both
+    kinds, reconstructed by the same memory pools that will reconstruct its test rows; only statistics
+    by pattern keep them apart.
     """
-    if not model.learner.lda.by_pattern:
+    if model.learner.config.lda_statistics == "pooled":
         with torch.no_grad():
             return model.forward(batch).fused, targets, None
     complete = (batch.has_image & batch.has_text).nonzero().flatten()  # (n,)
@@ -83,7 +84,8 @@ def discriminant_rows(model: ContinualModel, batch: EncodedBatch, targets: torch
     has_text = torch.cat([batch.has_text, shown, hidden])  # (M,)
     with torch.no_grad():
         fused = model.forward(batch.select(rows).with_presence(has_image, has_text)).fused  # (M, F)
-    return fused, targets[rows], pattern_index(has_image, has_text)
+    patterns = pattern_index(has_image, has_text) if model.learner.lda.by_pattern else None  # (M,)
+    return fused, targets[rows], patterns
 
 
 def reconstruction_loss(output, truth: EncodedBatch, lose_image: torch.Tensor, lose_text: torch.Tensor):
