@@ -184,11 +184,14 @@ def unauthorized(token: str | None, request: Request) -> JSONResponse | None:
 
 
 async def ask_updater(token: str | None, request: Request, call) -> JSONResponse:
-    """`call()`'s (status, body) from the updater, once the request is authorised; 503 while none runs."""
+    """`call()`'s (status, body) from the updater, once the request is authorised; a body `call` refuses
+    answers its `RequestError`, and 503 while no updater runs."""
     if (refusal := unauthorized(token, request)) is not None:
         return refusal
     try:
         status, body = await call()
+    except RequestError as error:
+        return error_response(error.status, error.field, error.detail)
     except UpdaterUnavailable as error:
         return error_response(503, None, str(error))
     return JSONResponse(body, status_code=status)
@@ -286,16 +289,12 @@ def build_http_app(
     )
     async def rollback(request: Request):
         """Publish an earlier version; every replica installs it between two batches."""
-        if (refusal := unauthorized(token, request)) is not None:
-            return refusal
-        try:
+
+        async def roll_back() -> tuple[int, dict]:
             version = parse_json(await read_json_body(request, limits), RollbackRequest).version
-            status, body = await backend.rollback(version)
-        except RequestError as error:
-            return error_response(error.status, error.field, error.detail)
-        except UpdaterUnavailable as error:
-            return error_response(503, None, str(error))
-        return JSONResponse(body, status_code=status)
+            return await backend.rollback(version)
+
+        return await ask_updater(token, request, roll_back)
 
     @app.get("/healthz")
     async def healthz() -> dict:

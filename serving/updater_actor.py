@@ -37,6 +37,10 @@ def return_freed_memory() -> None:
 NAMESPACE = "rebq"
 
 
+def not_buffered(name: str) -> tuple[int, dict]:
+    return 404, {"field": "name", "detail": f"name: no samples are buffered for task {name!r}"}
+
+
 @ray.remote(max_restarts=-1, max_concurrency=8)
 class UpdaterActor:
     def __init__(self, config: AppConfig):
@@ -94,7 +98,7 @@ class UpdaterActor:
     def train_now(self, name: str) -> tuple[int, dict]:
         status = self.updater.status()
         if name not in status["buffered"]:
-            return 404, {"field": "name", "detail": f"name: no samples are buffered for task {name!r}"}
+            return not_buffered(name)
         if status["training"]:
             return 409, {"field": None, "detail": f"task {status['training']} is training; try again after it"}
         threading.Thread(target=self._train, args=(name,), name=f"rebq-train-{name}", daemon=True).start()
@@ -104,7 +108,7 @@ class UpdaterActor:
         try:
             dropped = self.updater.drop(name)
         except KeyError:
-            return 404, {"field": "name", "detail": f"name: no samples are buffered for task {name!r}"}
+            return not_buffered(name)
         except RuntimeError as error:
             return 409, {"field": "name", "detail": f"name: {error}"}
         self.metrics.buffered.set(0, tags={"task": name})

@@ -98,8 +98,8 @@ class Updater:
         self._lock = threading.RLock()
         self._learned_at_version: int | None = None
         self._learned: dict[str, str] = {}  # class -> task
-        self._holdout = self._read_holdout()
-        self._dropped = self._read_dropped()
+        self._holdout: dict[str, list[int]] = self._read_json(HOLDOUT_FILE, {})
+        self._dropped: set[int] = set(self._read_json(DROPPED_FILE, []))
         for record in self.log.read(self.log.committed()):
             if record.offset not in self._dropped:
                 self._route(record, time.monotonic())
@@ -115,13 +115,10 @@ class Updater:
             self._learned_at_version = version
         return self._learned
 
-    def _read_holdout(self) -> dict[str, list[int]]:
-        path = self.log.folder / HOLDOUT_FILE
-        return json.loads(path.read_text()) if path.exists() else {}
-
-    def _read_dropped(self) -> set[int]:
-        path = self.log.folder / DROPPED_FILE
-        return set(json.loads(path.read_text())) if path.exists() else set()
+    def _read_json(self, name: str, missing: Any) -> Any:
+        """The JSON file `name` beside the feedback log, or `missing` while it has not been written."""
+        path = self.log.folder / name
+        return json.loads(path.read_text()) if path.exists() else missing
 
     # --- intake ----------------------------------------------------------------------------------
     def accept(self, samples: Sequence[NewFeedback]) -> tuple[int, int]:
