@@ -136,4 +136,22 @@ def summarise_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "by_missing": mean_by_missing([run["by_missing"] for run in runs]),
         "train_seconds": statistics.fmean(run["train_seconds"] for run in runs),
         "runs": len(runs),
+        "by_missing_runs": [dict(run["by_missing"]) for run in runs],
+    }
+
+
+def paired_difference(ours: Sequence[float], theirs: Sequence[float]) -> dict[str, float]:
+    """Seed-by-seed difference `ours - theirs` of two methods run on the same splits: its mean, standard
+    deviation (ddof=1), standard error of the mean, and in how many seeds ours is ahead."""
+    if len(ours) != len(theirs) or not ours:
+        sizes = f"{len(ours)} and {len(theirs)}"
+        raise ValueError(f"a paired difference needs as many runs on each side, at least one: {sizes}")
+    differences = [mine - other for mine, other in zip(ours, theirs, strict=True)]
+    spread = statistics.stdev(differences) if len(differences) > 1 else 0.0
+    return {
+        "mean": statistics.fmean(differences),
+        "std": spread,
+        "stderr": spread / math.sqrt(len(differences)),
+        "ahead": sum(difference > 0 for difference in differences),
+        "seeds": len(differences),
     }

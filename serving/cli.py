@@ -249,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_faults.add_argument("--url", default="http://127.0.0.1:8000", help="the running server (a task learned)")
     bench_faults.add_argument("--data", type=Path, required=True, help="JSONL: learned classes and two new ones")
-    bench_faults.add_argument("--state-dir", type=Path, help="the server's state directory (default ./state)")
+    bench_faults.add_argument(
+        "--state-dir", type=state_dir_argument, help="the server's state directory (default ./state)"
+    )
     bench_faults.add_argument("--concurrency", type=int, default=4, help="predictions in flight all along")
     bench_faults.add_argument("--samples-per-class", type=int, default=20, help="of each class of the new task")
     bench_faults.add_argument("--settle", type=float, default=3.0, help="seconds of load before each fault")

@@ -9,6 +9,7 @@ from benchmarks.cl_metrics import (
     by_missing_accuracy,
     forgetting,
     mean_std,
+    paired_difference,
     seen_task_means,
     summarise_runs,
 )
@@ -127,6 +128,7 @@ def test_summarise_runs():
         "by_missing",
         "train_seconds",
         "runs",
+        "by_missing_runs",
     }
     assert summary["ap"] == pytest.approx((200.0 / 3 + 55.0) / 2)
     assert summary["ap_std"] == pytest.approx((200.0 / 3 - 55.0) / 2)
@@ -137,6 +139,7 @@ def test_summarise_runs():
     assert summary["by_missing"] == {"complete": 75.0, "image_missing": 50.0, "text_missing": 60.0}
     assert summary["train_seconds"] == 15.0
     assert summary["runs"] == 2
+    assert [run["complete"] for run in summary["by_missing_runs"]] == [80.0, 70.0]  # each seed's, kept
 
 
 def test_summarise_one_run_has_no_spread():
@@ -144,6 +147,18 @@ def test_summarise_one_run_has_no_spread():
     assert summary["ap_std"] == 0.0 and summary["forgetting_std"] == 0.0
     assert summary["acc_matrix"] == MATRIX
     assert math.isnan(summary["by_missing"]["image_missing"])
+
+
+def test_paired_difference_is_taken_seed_by_seed():
+    difference = paired_difference([70.0, 74.0, 71.0], [66.0, 73.0, 72.0])  # differences 4, 1, -1
+    assert difference["mean"] == pytest.approx(4 / 3)
+    squares = (4 - 4 / 3) ** 2 + (1 - 4 / 3) ** 2 + (-1 - 4 / 3) ** 2
+    assert difference["std"] == pytest.approx(math.sqrt(squares / 2))  # ddof=1
+    assert difference["stderr"] == pytest.approx(difference["std"] / math.sqrt(3))
+    assert difference["ahead"] == 2 and difference["seeds"] == 3
+    assert paired_difference([5.0], [2.0]) == {"mean": 3.0, "std": 0.0, "stderr": 0.0, "ahead": 1, "seeds": 1}
+    with pytest.raises(ValueError, match="as many runs on each side"):
+        paired_difference([1.0, 2.0], [1.0])
 
 
 def test_summarise_runs_refusals():

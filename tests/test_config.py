@@ -64,6 +64,10 @@ def test_the_state_dir_flag_takes_the_same_forms(capsys):
     parser = build_parser()
     args = parser.parse_args(["serve", "--state-dir", "file:///mnt/rebq-state"])
     assert args.state_dir == Path("/mnt/rebq-state")
+    faults = parser.parse_args(
+        ["bench", "faults", "--data", "d.jsonl", "--out", "f.json", "--state-dir", "file:///mnt/rebq%20state"]
+    )
+    assert faults.state_dir == Path("/mnt/rebq state")
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--data", "d.jsonl", "--state-dir", "s3://bucket/state"])
     assert "state_dir must be a path or a file:// URI" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import yaml
 
 from model.state import latest_state, list_versions
@@ -93,8 +94,15 @@ def test_bench_cmml_runs_every_method(tmp_path, tiny_config, capsys):
         assert 0 <= summary["ap"] <= 100
         assert set(summary["by_missing"]) == {"complete", "image_missing", "text_missing", "missing"}
     assert results["methods"]["joint"]["forgetting"] == 0.0
+    paired = results["paired"]["rebq_minus_prompt_no_rec"]
+    ours, theirs = (results["methods"][name]["by_missing"]["missing"] for name in ("rebq", "prompt_no_rec"))
+    assert paired["mean"] == pytest.approx(ours - theirs) and paired["seeds"] == 1
+    assert set(results["paired"]) == {f"rebq_minus_{name}" for name in ("prompt_no_rec", "head_only", "joint")}
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert capsys.readouterr().out.splitlines()[0].split()[:2] == ["method", "AP"]
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].split()[:2] == ["method", "AP"]
+    assert printed[5].startswith(f"rebq - prompt_no_rec on rows missing a modality: {ours - theirs:+.2f}")
     assert main(args + ["--methods", "head_only"]) == 0
     assert set(json.loads(out.read_text())["methods"]) == {"head_only"}
+    assert json.loads(out.read_text())["paired"] == {}  # nothing to pair without rebq
     assert main(args + ["--methods", "rebqq"]) == 2  # refused, naming the choices
