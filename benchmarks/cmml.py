@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 Method = Literal["rebq", "prompt_no_rec", "head_only", "joint"]
 METHODS: tuple[Method, ...] = ("rebq", "prompt_no_rec", "head_only", "joint")
+BLANK_FILLED: tuple[Method, ...] = ("prompt_no_rec", "head_only")  # missing modalities given blank inputs
 
 
 class CmmlConfig(StrictModel):
@@ -107,10 +108,9 @@ def run_method(
 ) -> dict:
     """Train one method task after task (or jointly), testing it on every task seen after each one."""
     learner = config.learner.model_copy(update={"prompts": method != "head_only"})
-    if method in ("prompt_no_rec", "head_only"):  # blank-filled rows look complete: no pattern to tell apart
-        learner = learner.model_copy(update={"lda_statistics": "pooled"})
     trainer = config.trainer.model_copy(update={"seed": seed})
-    if method in ("prompt_no_rec", "head_only"):
+    if method in BLANK_FILLED:  # rows look complete: no pattern to tell apart, nothing to reconstruct
+        learner = learner.model_copy(update={"lda_statistics": "pooled"})
         trainer = trainer.model_copy(update={"modality_drop": 0.0, "reconstruction_weight": 0.0})
     model = ContinualModel(backbone, learner)
     schedule = [sum(task_classes, [])] if method == "joint" else task_classes
@@ -156,7 +156,7 @@ def run_cmml(config: CmmlConfig, backbone_config: BackboneConfig) -> dict:
         train, test = sides
         for method in config.methods:
             log.info("seed %d/%d: %s", seed + 1, config.seeds, method)
-            if method in ("prompt_no_rec", "head_only"):
+            if method in BLANK_FILLED:
                 run = run_method(
                     method,
                     backbone,
@@ -189,7 +189,7 @@ def rebq_against_the_others(runs: dict[str, list[dict]]) -> dict[str, dict[str, 
         return {}
 
     def missing(method: str) -> list[float]:
-        return [run["by_missing"].get(MISSING_ANY, float("nan")) for run in runs[method]]
+        return [run["by_missing"][MISSING_ANY] for run in runs[method]]
 
     return {
         f"rebq_minus_{method}": paired_difference(missing("rebq"), missing(method))
