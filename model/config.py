@@ -77,41 +77,34 @@ class BackboneConfig(StrictModel):
 
 
 class LearnerConfig(StrictModel):
-    """The growing parts: prompt pools, memory pools and the cosine head.
+    """The growing parts: prompt pools, memory pools, the cosine head and the discriminant.
 
-    `prompt_tasks`: how many tasks, from the first, add components to the pools (None: every task).
-    Later tasks add head rows only and leave the prompts as they are, so the features of classes
-    already learned stop moving (components learned for a new task otherwise shift old classes'
-    features too: the pools' cosine attention is dense). With prototype head rows (the trainer's
-    `head_rows`), the head is then a class-mean classifier over features that no longer drift.
+    `strategy`: how a task grows the pools without moving what earlier tasks learned, one module each in
+    `model/strategies/`. "fwd_prompt": every task adds components, their keys kept out of the subspace of
+    earlier tasks' queries (with `null_space_energy` of those queries' energy defining the subspace), so
+    earlier inputs give them no weight. "first_task": only the first task adds components; later tasks add
+    classifier rows only.
 
     `classifier`: what predictions rank. "cosine": the cosine head's logits. "lda": a linear
     discriminant with one shared covariance shrunk by `lda_shrinkage` (see `model/lda_classifier.py`),
     grown from each task's class means and within-class scatter; the cosine head still trains the
-    prompts. With `prompt_tasks` set, old classes' statistics stay exact as tasks are added.
-    `lda_statistics`: "by_pattern": each class has a mean for each missing pattern (complete, image
-    reconstructed, text reconstructed), each half of it taken over the rows where that half is real, or
-    reconstructed, like the pattern's; every row is scored against its own pattern's means (the trainer
+    prompts. `lda_statistics`: "by_pattern": each class has a mean for each missing pattern (complete,
+    image reconstructed, text reconstructed), each half of it taken over the rows where that half is real,
+    or reconstructed, like the pattern's; every row is scored against its own pattern's means (the trainer
     adds every complete row again with its image, and with its text, hidden). "pooled_with_hidden": one
-    mean per class for all rows, taken over the same rows, complete ones also with either half hidden
-    and reconstructed, so the means and the covariance know reconstructed halves. "pooled": one mean per
-    class over the training rows as they come, as PromptStates written before this option have.
-
-    `memory_every_task`: the memory pools, which reconstruct a missing modality's query, grow with the
-    prompt pools (false) or on every task (true), so that later tasks' classes are reconstructed by
-    components trained on them. They touch only rows that miss a modality.
+    mean per class for all rows, taken over the same rows, complete ones also with either half hidden and
+    reconstructed, so the means and the covariance know reconstructed halves. "pooled": one mean per class
+    over the training rows as they come, as PromptStates written before this option have.
     """
 
+    strategy: Literal["fwd_prompt", "first_task"] = "first_task"
+    null_space_energy: float = Field(0.99, gt=0, le=1)
     components_per_task: int = Field(8, ge=1, le=256)
     prompt_length: int = Field(8, ge=1, le=64)
     memory_components_per_task: int = Field(8, ge=1, le=256)
     memory_prompt_length: int = Field(8, ge=1, le=64)
     head_scale: float = Field(16.0, gt=0)
     prompts: bool = True  # false: no pools at all, only the head grows (an ablation)
-    prompt_tasks: int | None = Field(1, ge=1)
-    memory_every_task: bool = False  # true: the memory (reconstruction) pools grow on every task
-    # how a missing text is reconstructed: a prompt-only pass of the text tower, or its feature directly
-    text_reconstruction: Literal["prompt_pass", "feature"] = "prompt_pass"
     classifier: Literal["cosine", "lda"] = "lda"
     lda_shrinkage: float = Field(0.5, gt=0, le=1)
     lda_statistics: Literal["pooled_with_hidden", "by_pattern", "pooled"] = "pooled_with_hidden"

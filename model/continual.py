@@ -15,7 +15,7 @@ from model.batch import EncodedBatch, encode_batch
 from model.config import LearnerConfig
 from model.published import next_version, publish
 from model.rebq import LearnerOutput, RebQLearner
-from model.state import PromptState, TaskRecord, check_compatible, save_state
+from model.state import PromptState, TaskRecord, check_compatible, refuse_changed_learner, save_state
 
 
 @dataclass
@@ -43,6 +43,15 @@ class ContinualModel:
         model.tasks = list(state.manifest.tasks)
         model.version = state.version
         return model
+
+    @classmethod
+    def resume(cls, backbone: Backbone, state: PromptState | None, config: LearnerConfig) -> ContinualModel:
+        """The model that goes on learning: `state`'s, refused if `config` differs from the learner it was
+        trained with; a new one of `config` when nothing was published."""
+        if state is None:
+            return cls(backbone, config)
+        refuse_changed_learner(config, state)
+        return cls.from_state(backbone, state)
 
     @property
     def classes(self) -> list[str]:

@@ -3,6 +3,11 @@
 For a query `q (B, Dq)` the weight of component m is the cosine of `q * A_m` with `K_m`; the prompt is
 the weighted sum of the components, one einsum over the stacked tensors. Components of finished tasks
 live in buffers, so they receive no gradient by construction; only the current task's are parameters.
+
+A task may grow its components inside a subspace of the query space (`grow(..., key_projection=P)`): their
+keys are `k P` for trainable `k`, and their attention vectors stay ones, so a query `q` weighs such a
+component by `cos(q, k P)`, exactly zero for every query that `P` maps to zero (see `model/strategies/
+fwd_prompt.py`). What is frozen and saved is the projected key, so a saved pool is plain CODA-Prompt.
 """
 
 from __future__ import annotations
@@ -38,27 +43,46 @@ class PromptPool(nn.Module):
         self.new_keys = nn.Parameter(torch.zeros(0, query_dim))  # (M_new, Dq)
         self.new_attention = nn.Parameter(torch.zeros(0, query_dim))  # (M_new, Dq)
         self.new_components = nn.Parameter(torch.zeros(0, self.component_size))  # (M_new, E)
+        self.key_projection: torch.Tensor | None = None  # (Dq, Dq) symmetric, applied to the new keys
+
 
     @property
     def size(self) -> int:
         return self.frozen_keys.shape[0] + self.new_keys.shape[0]
 
     def stacked(self, name: str) -> torch.Tensor:
-        return torch.cat([getattr(self, f"frozen_{name}"), getattr(self, f"new_{name}")])
+        new = getattr(self, f"new_{name}")
+        if name == "keys" and self.key_projection is not None:
+            new = new @ self.key_projection  # (M_new, Dq)
+        return torch.cat([getattr(self, f"frozen_{name}"), new])
+
+    def _clear_new(self) -> None:
+        for name in POOL_TENSORS:
+            setattr(self, f"new_{name}", nn.Parameter(torch.zeros(0, getattr(self, f"new_{name}").shape[1])))
+        self.key_projection = None
 
     def freeze_current(self) -> None:
         """Move the current task's components into the frozen buffers."""
         for name in POOL_TENSORS:
             setattr(self, f"frozen_{name}", self.stacked(name).detach().clone())
-            setattr(self, f"new_{name}", nn.Parameter(torch.zeros(0, getattr(self, f"new_{name}").shape[1])))
+        self._clear_new()
 
-    def grow(self, count: int, generator: torch.Generator) -> None:
-        """Freeze what was learned and add `count` trainable components, orthogonal to the old ones."""
+    def grow(self, count: int, generator: torch.Generator, key_projection: torch.Tensor | None = None) -> None:
+        """Freeze what was learned and add `count` trainable components, orthogonal to the old ones.
+
+        With `key_projection (Dq, Dq)`, the new keys live in its range and the new attention vectors are
+        fixed ones (no gradient).
+        """
         self.freeze_current()
         widths = {"keys": self.query_dim, "attention": self.query_dim, "components": self.component_size}
         for name, width in widths.items():
             rows = orthogonal_rows(count, width, getattr(self, f"frozen_{name}"), generator)
             setattr(self, f"new_{name}", nn.Parameter(rows))
+        if key_projection is not None:
+            keys = F.normalize(self.new_keys.detach() @ key_projection, dim=-1)  # (n, Dq) inside the subspace
+            self.new_keys = nn.Parameter(keys)
+            self.new_attention = nn.Parameter(torch.ones(count, self.query_dim), requires_grad=False)
+            self.key_projection = key_projection.to(keys.dtype)
 
     def weights(self, query: torch.Tensor) -> torch.Tensor:
         """Cosine attention of `query (B, Dq)` on every component: `(B, M)`."""
@@ -79,7 +103,7 @@ class PromptPool(nn.Module):
         """Install saved tensors, all frozen; shapes were checked by the caller."""
         for name in POOL_TENSORS:
             setattr(self, f"frozen_{name}", tensors[f"{prefix}.{name}"].clone())
-            setattr(self, f"new_{name}", nn.Parameter(torch.zeros(0, getattr(self, f"new_{name}").shape[1])))
+        self._clear_new()
 
     def expected_shapes(self, prefix: str, size: int) -> dict[str, tuple[int, ...]]:
         return {

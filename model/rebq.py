@@ -27,9 +27,10 @@ from model.head import GrowingHead
 from model.lda_classifier import LdaClassifier
 from model.modality import Modality
 from model.prompt_pool import PromptPool
+from model.strategies import MEMORY_POOLS, POOL_QUERIES, PROMPT_POOLS, make_strategy
 from model.tower import PromptKind
 
-POOLS = ("image_pool", "text_pool", "image_memory", "text_memory")
+POOLS = PROMPT_POOLS + MEMORY_POOLS
 
 
 @dataclass
@@ -40,6 +41,8 @@ class LearnerOutput:
     q_hat_text: torch.Tensor  # (B, Dt) reconstructed text query, zero where not reconstructed
     reconstructed: torch.Tensor  # (B,) bool: a missing modality was reconstructed
     head_logits: torch.Tensor  # (B, C) the cosine head's logits, which training's cross-entropy uses
+    q_image: torch.Tensor  # (B, Di) the image query the pools were asked with: real, else reconstructed
+    q_text: torch.Tensor  # (B, Dt) the text query the pools were asked with: real, else reconstructed
 
 
 class RebQLearner(nn.Module):
@@ -50,6 +53,7 @@ class RebQLearner(nn.Module):
         self.config = config
         self.image_tower, self.text_tower = image_tower, text_tower
         image_dim, text_dim = image_tower.feature_dim, text_tower.feature_dim
+        self.strategy = make_strategy(config, {Modality.IMAGE: image_dim, Modality.TEXT: text_dim})
         self.image_pool = PromptPool(image_dim, image_tower.prompt_shape(config.prompt_length))
         self.text_pool = PromptPool(text_dim, text_tower.prompt_shape(config.prompt_length))
         # a memory pool is queried with the other modality and yields this modality's reconstruction prompt
@@ -67,10 +71,7 @@ class RebQLearner(nn.Module):
         return (tower.feature_dim,)
 
     def _reads_prompts(self, tower) -> bool:
-        """Whether the tower reconstructs by a prompt-only pass (a prefix-prompted tower with special tokens,
-        unless the text is to be reconstructed in feature space)."""
-        if tower.modality is Modality.TEXT and self.config.text_reconstruction == "feature":
-            return False
+        """Whether the tower reconstructs by a prompt-only pass (a prefix-prompted tower with special tokens)."""
         return tower.prompt_kind is PromptKind.PREFIX and hasattr(tower, "prompt_only_inputs")
 
     def towers(self):
@@ -78,27 +79,12 @@ class RebQLearner(nn.Module):
 
     # -- growth ---------------------------------------------------------------------------------------
 
-    def prompted_tasks(self, tasks: int) -> int:
-        """How many of `tasks` tasks added components to the pools."""
-        if not self.config.prompts:
-            return 0
-        return tasks if self.config.prompt_tasks is None else min(tasks, self.config.prompt_tasks)
-
-    def memory_tasks(self, tasks: int) -> int:
-        """How many of `tasks` tasks added components to the memory pools."""
-        if not self.config.prompts:
-            return 0
-        return tasks if self.config.memory_every_task else self.prompted_tasks(tasks)
-
     def grow(self, class_rows: torch.Tensor, generator: torch.Generator, tasks_before: int) -> None:
-        """Open task number `tasks_before + 1`: new components in the pools whose tasks it is among, new
-        head rows initialised from `class_rows (n, F)`."""
-        if self.prompted_tasks(tasks_before + 1) > self.prompted_tasks(tasks_before):
-            for name in ("image_pool", "text_pool"):
-                getattr(self, name).grow(self.config.components_per_task, generator)
-        if self.memory_tasks(tasks_before + 1) > self.memory_tasks(tasks_before):
-            for name in ("image_memory", "text_memory"):
-                getattr(self, name).grow(self.config.memory_components_per_task, generator)
+        """Open task number `tasks_before + 1`: new components in the pools its strategy grows, new head rows
+        initialised from `class_rows (n, F)`."""
+        for name, count in self.strategy.grown_pools(tasks_before):
+            projection = self.strategy.key_projection(POOL_QUERIES[name], tasks_before)
+            getattr(self, name).grow(count, generator, projection)
         self.head.grow(class_rows)
 
     def freeze_current(self) -> None:
@@ -159,12 +145,12 @@ class RebQLearner(nn.Module):
         reconstructed[rebuild_text] = True
         head_logits = self.head(fused)  # (B, C)
         logits = self.lda(fused, has_image, has_text) if self.lda is not None else head_logits  # (B, C)
-        return LearnerOutput(logits, fused, q_hat_image, q_hat_text, reconstructed, head_logits)
+        return LearnerOutput(logits, fused, q_hat_image, q_hat_text, reconstructed, head_logits, q_image, q_text)
 
     # -- saving ---------------------------------------------------------------------------------------
 
     def export_tensors(self) -> dict[str, torch.Tensor]:
-        tensors = self.head.export_tensors()
+        tensors = {**self.head.export_tensors(), **self.strategy.export_tensors()}
         if self.lda is not None:
             tensors.update(self.lda.export_tensors())
         for name in POOLS:
@@ -172,19 +158,20 @@ class RebQLearner(nn.Module):
         return tensors
 
     def expected_shapes(self, tasks: int, classes: int) -> dict[str, tuple[int, ...]]:
-        shapes = {"head.weight": (classes, self.head.feature_dim)}
+        shapes = {"head.weight": (classes, self.head.feature_dim), **self.strategy.expected_shapes()}
         if self.lda is not None:
             shapes.update(self.lda.expected_shapes(classes))
-        for name in POOLS:
-            if name.endswith("memory"):
-                components = self.memory_tasks(tasks) * self.config.memory_components_per_task
-            else:
-                components = self.prompted_tasks(tasks) * self.config.components_per_task
+        for name in PROMPT_POOLS:
+            components = self.strategy.prompt_tasks(tasks) * self.config.components_per_task
+            shapes.update(getattr(self, name).expected_shapes(name, components))
+        for name in MEMORY_POOLS:
+            components = self.strategy.memory_tasks(tasks) * self.config.memory_components_per_task
             shapes.update(getattr(self, name).expected_shapes(name, components))
         return shapes
 
     def import_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         self.head.import_tensors(tensors)
+        self.strategy.import_tensors(tensors)
         if self.lda is not None:
             self.lda.import_tensors(tensors)
         for name in POOLS:

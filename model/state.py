@@ -51,6 +51,22 @@ LEARNER_BEFORE_LDA = {"prompt_tasks": None, "classifier": "cosine"}
 LEARNER_BEFORE_PATTERNS = {"lda_statistics": "pooled"}  # one discriminant for every missing pattern
 
 
+def _learner_before_strategies(learner: dict[str, Any]) -> dict[str, Any]:
+    """A learner written before `strategy` existed, in today's terms: pools grown on the first task only
+    are `first_task`; any other growth is refused, since nothing serves it any more."""
+    older = {**LEARNER_BEFORE_LDA, **learner}
+    layout = {
+        key: older.pop(key, default)
+        for key, default in (("prompt_tasks", None), ("memory_every_task", False), ("text_reconstruction", None))
+    }
+    if layout["prompt_tasks"] != 1 or layout["memory_every_task"] or layout["text_reconstruction"] == "feature":
+        raise ValueError(
+            f"learner: written by an older rebq-serve whose pools grew as {layout}; only pools grown on the "
+            "first task (today's strategy 'first_task') can still be served: train the tasks again"
+        )
+    return {**older, "strategy": "first_task"}
+
+
 class StateManifest(StrictModel):
     format: int = STATE_FORMAT
     version: int = Field(ge=1)
@@ -66,10 +82,11 @@ class StateManifest(StrictModel):
     @classmethod
     def _older_learners(cls, learner: Any) -> Any:
         """Manifests written before these fields existed grew their pools every task and had no LDA, or had
-        an LDA with one set of statistics for every missing pattern."""
-        if isinstance(learner, dict):
-            return {**LEARNER_BEFORE_LDA, **LEARNER_BEFORE_PATTERNS, **learner}
-        return learner
+        an LDA with one set of statistics for every missing pattern, or had no strategy."""
+        if not isinstance(learner, dict):
+            return learner
+        learner = {**LEARNER_BEFORE_PATTERNS, **learner}
+        return learner if "strategy" in learner else _learner_before_strategies(learner)
 
     @property
     def classes(self) -> list[str]:
@@ -192,6 +209,23 @@ def check_compatible(state: PromptState, fingerprint: str, learner_config: Learn
         problems.append(f"unexpected tensors {unknown}")
     if problems:
         raise StateMismatchError(f"PromptState version {state.version}: " + "; ".join(problems))
+
+
+def refuse_changed_learner(configured: LearnerConfig, state: PromptState) -> None:
+    """A learner cannot change under tasks it has learned: refuse a config whose `learner` differs from the
+    one `state` was trained with, naming each field that differs."""
+    trained, wanted = state.manifest.learner.model_dump(), configured.model_dump()
+    changed = [
+        f"learner.{name}: {wanted[name]!r} configured, {trained[name]!r} in version {state.version}"
+        for name in trained
+        if trained[name] != wanted[name]
+    ]
+    if changed:
+        raise StateMismatchError(
+            "the configured learner differs from the one the published tasks were learned with ("
+            + "; ".join(changed)
+            + "): set it back, or start a new state directory"
+        )
 
 
 def manifest_summary(state: PromptState) -> dict[str, Any]:

@@ -159,6 +159,8 @@ def announcement(where) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from model.published import load_published
+    from model.state import refuse_changed_learner
     from serving.config import load_config
     from serving.launcher import serve_until_signalled
 
@@ -175,6 +177,9 @@ def _serve(args: argparse.Namespace) -> int:
         app = app.model_copy(update={"server": app.server.model_copy(update={"auth": auth})})
     if not app.server.state_dir.is_absolute():
         app = app.with_overrides(state_dir=app.server.state_dir.resolve())
+    published = load_published(app.server.state_dir)
+    if published is not None:  # the updater goes on from it: refused now rather than at its first training
+        refuse_changed_learner(app.learner, published)
 
     def announce(where) -> None:
         banner = f"rebq-serve is up: serving {app.server.state_dir}\n{announcement(where)}Ctrl-C stops it.\n"
@@ -212,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cmml.add_argument("--min-per-class", type=int, default=20)
     bench_cmml.add_argument("--validation", action="store_true", help="score on a validation split of train")
     bench_cmml.add_argument(
-        "--methods", nargs="+", help="methods to run (rebq, prompt_no_rec, head_only, joint); default: all"
+        "--methods",
+        nargs="+",
+        help="methods to run (rebq, first_task, fwd_prompt, prompt_no_rec, head_only, joint); default: all",
     )
     bench_cmml.add_argument("--out", type=Path, required=True, help="JSON file to write")
     bench_cmml.add_argument("--plot", type=Path, help="PNG file to write")

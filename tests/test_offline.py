@@ -88,7 +88,8 @@ def test_bench_cmml_runs_every_method(tmp_path, tiny_config, capsys):
     ]
     assert main(args) == 0
     results = json.loads(out.read_text())
-    assert set(results["methods"]) == {"rebq", "prompt_no_rec", "head_only", "joint"}
+    methods = ("first_task", "fwd_prompt", "prompt_no_rec", "head_only", "joint")
+    assert set(results["methods"]) == {"rebq", *methods}
     for summary in results["methods"].values():
         assert len(summary["acc_matrix"]) == 2 and len(summary["acc_matrix"][1]) == 2
         assert 0 <= summary["ap"] <= 100
@@ -96,13 +97,36 @@ def test_bench_cmml_runs_every_method(tmp_path, tiny_config, capsys):
     assert results["methods"]["joint"]["forgetting"] == 0.0
     paired = results["paired"]["rebq_minus_prompt_no_rec"]
     ours, theirs = (results["methods"][name]["by_missing"]["missing"] for name in ("rebq", "prompt_no_rec"))
-    assert paired["mean"] == pytest.approx(ours - theirs) and paired["seeds"] == 1
-    assert set(results["paired"]) == {f"rebq_minus_{name}" for name in ("prompt_no_rec", "head_only", "joint")}
+    assert paired["missing"]["mean"] == pytest.approx(ours - theirs) and paired["missing"]["seeds"] == 1
+    ap_ours, ap_theirs = (results["methods"][name]["ap"] for name in ("rebq", "prompt_no_rec"))
+    assert paired["ap"]["mean"] == pytest.approx(ap_ours - ap_theirs)
+    assert set(results["paired"]) == {f"rebq_minus_{name}" for name in methods}
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].split()[:2] == ["method", "AP"]
-    assert printed[5].startswith(f"rebq - prompt_no_rec on rows missing a modality: {ours - theirs:+.2f}")
+    line = f"rebq - prompt_no_rec, rows missing a modality: {ours - theirs:+.2f} (standard error"
+    assert any(printed_line.startswith(line) for printed_line in printed)
     assert main(args + ["--methods", "head_only"]) == 0
     assert set(json.loads(out.read_text())["methods"]) == {"head_only"}
     assert json.loads(out.read_text())["paired"] == {}  # nothing to pair without rebq
     assert main(args + ["--methods", "rebqq"]) == 2  # refused, naming the choices
+
+
+def test_a_changed_learner_is_refused_naming_the_field(tmp_path, tiny_config, caplog):
+    data = write_dataset(tmp_path / "data", ["dog", "bus", "tree", "cake"], per_class=3)
+    config = write_config(tmp_path / "config.yaml", tiny_config, epochs=1)
+    state_dir = tmp_path / "state"
+    base = ["--state-dir", str(state_dir), "--config", str(config)]
+    assert main(["train", "--data", str(data), "--tasks", "1", *base]) == 0
+    changed = yaml.safe_load(config.read_text())
+    trained_with = changed["learner"].get("strategy", "first_task")
+    changed["learner"]["strategy"] = "fwd_prompt" if trained_with == "first_task" else "first_task"
+    config.write_text(yaml.safe_dump(changed))
+    caplog.clear()
+    assert main(["train", "--data", str(data), "--tasks", "2", *base]) == 2
+    wanted = changed["learner"]["strategy"]
+    assert f"learner.strategy: '{wanted}' configured, '{trained_with}' in version 1" in caplog.text
+    assert list_versions(state_dir) == [1]
+    caplog.clear()
+    assert main(["serve", *base]) == 2  # refused before anything starts
+    assert "set it back, or start a new state directory" in caplog.text

@@ -79,3 +79,22 @@ def test_export_import_round_trip():
     queries = F.normalize(torch.randn(3, 6), dim=-1)
     torch.testing.assert_close(copy.prompts(queries), pool.prompts(queries))
     assert copy.size == 6 and copy.new_keys.shape == (0, 6)
+
+
+def test_components_grown_in_a_subspace_ignore_queries_outside_it():
+    pool = grown_pool(tasks=1)
+    projector = torch.diag(torch.tensor([0.0, 0.0, 1.0, 1.0, 1.0, 1.0]))  # keys avoid the first two axes
+    pool.grow(2, torch.Generator().manual_seed(1), key_projection=projector)
+    trainable = {name for name, parameter in pool.named_parameters() if parameter.requires_grad}
+    assert trainable == {"new_keys", "new_components"}  # attention vectors stay ones
+    with torch.no_grad():
+        pool.new_keys.add_(torch.randn(2, 6))  # as a training step might, in any direction
+    keys = pool.stacked("keys")[3:]  # (2, 6)
+    assert keys[:, :2].abs().max() == 0 and keys[:, 2:].abs().min() > 0
+    outside = torch.tensor([[3.0, -1.0, 0, 0, 0, 0], [0.5, 2.0, 0, 0, 0, 0]])  # (2, 6) in the avoided axes
+    assert pool.weights(outside)[:, 3:].abs().max() == 0
+    assert pool.weights(torch.randn(4, 6))[:, 3:].abs().min() > 0
+    saved = pool.export_tensors("pool")
+    pool.freeze_current()
+    torch.testing.assert_close(pool.frozen_keys, saved["pool.keys"])
+    assert pool.key_projection is None

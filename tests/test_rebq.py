@@ -62,17 +62,6 @@ def test_image_is_reconstructed_in_feature_space(grown):
     torch.testing.assert_close(output.q_hat_image[2:3], expected)
 
 
-def test_text_can_be_reconstructed_in_feature_space(tiny_backbone):
-    model = ContinualModel(tiny_backbone, SMALL.model_copy(update={"text_reconstruction": "feature"}))
-    model.learner.grow(torch.randn(2, model.learner.head.feature_dim), torch.Generator().manual_seed(0), 0)
-    assert model.learner.text_memory.stacked("components").shape == (3, tiny_backbone.text.feature_dim)
-    batch = mixed_batch(model)
-    output = model.forward(batch)
-    expected = model.learner.text_memory.prompts(batch.q_image[1:2])  # no pass through the text tower
-    torch.testing.assert_close(output.q_hat_text[1:2], expected)
-    assert output.reconstructed.tolist() == [False, True, True, False]
-
-
 def test_mixed_batch_equals_a_per_sample_loop(grown):
     batch = mixed_batch(grown)
     with torch.no_grad():

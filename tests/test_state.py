@@ -123,14 +123,39 @@ def test_staging_folders_are_not_versions(tmp_path):
     assert list_versions(tmp_path) == []
 
 
-def test_a_manifest_from_before_the_lda_keeps_its_layout(tmp_path, trained):
-    state = trained.save(tmp_path)
-    manifest_path = version_folder(tmp_path, state.version) / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    assert manifest["learner"]["prompt_tasks"] == 1 and manifest["learner"]["classifier"] == "lda"
-    del manifest["learner"]["prompt_tasks"], manifest["learner"]["classifier"]
+def older_manifest(tmp_path, trained, **learner_changes):
+    """The trained model's manifest as an older rebq-serve wrote it: a learner without `strategy`."""
+    state = trained.save(tmp_path, publish_it=False)
+    manifest = json.loads((version_folder(tmp_path, state.version) / "manifest.json").read_text())
+    del manifest["learner"]["strategy"], manifest["learner"]["null_space_energy"]
+    layout = {"prompt_tasks": 1, "memory_every_task": False, "text_reconstruction": "prompt_pass"}
+    manifest["learner"].update({**layout, **learner_changes})
+    return manifest
+
+
+def test_a_manifest_from_before_strategies_loads_as_first_task(tmp_path, trained):
+    manifest = older_manifest(tmp_path, trained)
     written = StateManifest.model_validate_json(json.dumps(manifest))
-    assert written.learner.prompt_tasks is None and written.learner.classifier == "cosine"
+    assert written.learner == trained.config.model_copy(update={"strategy": "first_task"})
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"prompt_tasks": None}, {"memory_every_task": True}, {"text_reconstruction": "feature"}],
+    ids=["every-task", "memory-every-task", "feature-text"],
+)
+def test_a_manifest_whose_pools_grew_otherwise_is_refused_with_the_reason(tmp_path, trained, changes):
+    manifest = older_manifest(tmp_path, trained, **changes)
+    with pytest.raises(ValueError, match="only pools grown on the first task .* can still be served"):
+        StateManifest.model_validate_json(json.dumps(manifest))
+
+
+def test_a_manifest_from_before_the_lda_is_refused(tmp_path, trained):
+    manifest = older_manifest(tmp_path, trained)
+    for key in ("prompt_tasks", "classifier", "memory_every_task", "text_reconstruction"):
+        del manifest["learner"][key]
+    with pytest.raises(ValueError, match="'prompt_tasks': None"):
+        StateManifest.model_validate_json(json.dumps(manifest))
 
 
 def test_a_manifest_from_before_pattern_statistics_loads_pooled(tmp_path, tiny_backbone):

@@ -32,7 +32,7 @@ def test_a_tiny_task_is_learned(tiny_backbone):
 
 
 def test_old_rows_and_components_do_not_change_with_a_new_task(tiny_backbone):
-    model = ContinualModel(tiny_backbone, SMALL.model_copy(update={"prompt_tasks": None}))
+    model = ContinualModel(tiny_backbone, SMALL.model_copy(update={"strategy": "fwd_prompt"}))
     learn(model, "first", ["dog", "bus"])
     head_before = model.learner.head.weight().detach().clone()
     pool_before = model.learner.text_pool.stacked("components").detach().clone()
@@ -97,8 +97,8 @@ def test_new_head_rows_of_the_wrong_shape_are_refused(tiny_backbone):
         model.learner.head.set_new_rows(torch.ones(3, model.learner.head.feature_dim))
 
 
-def test_tasks_after_prompt_tasks_add_rows_only(tiny_backbone):
-    model = ContinualModel(tiny_backbone, SMALL.model_copy(update={"prompt_tasks": 1}))
+def test_tasks_after_the_first_add_rows_only_with_first_task(tiny_backbone):
+    model = ContinualModel(tiny_backbone, SMALL.model_copy(update={"strategy": "first_task"}))
     learn(model, "first", ["dog", "bus"])
     before = model.learner.export_tensors()
     result = learn(model, "second", ["tree", "cake"])
@@ -110,7 +110,8 @@ def test_tasks_after_prompt_tasks_add_rows_only(tiny_backbone):
             assert torch.equal(after[name], tensor), name
     assert torch.equal(after["head.weight"][:2], before["head.weight"])
     assert torch.equal(after["lda.means"][:2], before["lda.means"])  # (class, feature)
-    cosine = ContinualModel(tiny_backbone, SMALL.model_copy(update={"prompt_tasks": 1, "classifier": "cosine"}))
+    cosine_config = SMALL.model_copy(update={"strategy": "first_task", "classifier": "cosine"})
+    cosine = ContinualModel(tiny_backbone, cosine_config)
     learn(cosine, "first", ["dog", "bus"])
     assert learn(cosine, "second", ["tree", "cake"]).steps == 24  # the head ranks: its new rows train
     expected = model.learner.expected_shapes(tasks=2, classes=4)
@@ -118,27 +119,8 @@ def test_tasks_after_prompt_tasks_add_rows_only(tiny_backbone):
     assert accuracy(model, ["dog", "bus", "tree", "cake"]) >= 0.5  # chance is 0.25
 
 
-def test_memory_pools_can_grow_on_every_task_while_the_prompt_pools_stay(tiny_backbone, tmp_path):
-    config = SMALL.model_copy(update={"prompt_tasks": 1, "memory_every_task": True})
-    model = ContinualModel(tiny_backbone, config)
-    learn(model, "first", ["dog", "bus"], missing={0: "image", 7: "text"})
-    before = model.learner.export_tensors()
-    learn(model, "second", ["tree", "cake"], missing={1: "image", 8: "text"})
-    after = model.learner.export_tensors()
-    assert model.learner.text_pool.size == 3 and model.learner.image_pool.size == 3
-    assert model.learner.image_memory.size == 6 and model.learner.text_memory.size == 6
-    for name in ("image_pool.components", "text_pool.keys"):
-        assert torch.equal(after[name], before[name]), name  # complete rows keep their features
-    old_memory = after["text_memory.components"][:3]
-    assert torch.equal(old_memory, before["text_memory.components"])  # old components frozen
-    assert not torch.equal(after["text_memory.components"][3:], torch.zeros_like(old_memory))
-    assert {name: tuple(tensor.shape) for name, tensor in after.items()} == model.learner.expected_shapes(2, 4)
-    restored = ContinualModel.from_state(tiny_backbone, model.save(tmp_path))
-    assert restored.learner.text_memory.size == 6
-
-
 def test_a_task_with_nothing_to_train_takes_no_step(tiny_backbone):
-    model = ContinualModel(tiny_backbone, SMALL.model_copy(update={"prompt_tasks": 1}))
+    model = ContinualModel(tiny_backbone, SMALL.model_copy(update={"strategy": "first_task"}))
     learn(model, "first", ["dog", "bus"])
     result = learn(model, "second", ["tree", "cake"], config=FAST.model_copy(update={"head_rows": "prototypes"}))
     assert result.steps == 0 and model.learner.head.weight().shape[0] == 4

@@ -37,8 +37,7 @@ def train_offline(data: Path, state_dir: Path, tasks: int | None, app) -> Iterat
     """Continue from the latest version in `state_dir` (if any) and publish one version per new task."""
     samples = load_jsonl(data)
     backbone = training_backbone(app.backbone, app.trainer)
-    latest = latest_state(state_dir)
-    model = ContinualModel.from_state(backbone, latest) if latest else ContinualModel(backbone, app.learner)
+    model = ContinualModel.resume(backbone, latest_state(state_dir), app.learner)
     for name, members in group_into_tasks(samples, tasks):
         classes = classes_in_order(members)
         if set(classes) <= set(model.classes):

@@ -19,6 +19,7 @@ from model.batch import EncodedBatch
 from model.continual import ContinualModel
 from model.devices import place_towers, resolve_device
 from model.lda_classifier import pattern_index
+from model.modality import Modality
 from model.state import TaskRecord
 from updater.config import TrainerConfig
 
@@ -66,8 +67,8 @@ def drop_modalities(batch: EncodedBatch, rate: float, generator: torch.Generator
     return batch.with_presence(batch.has_image & ~lose_image, batch.has_text & ~lose_text), lose_image, lose_text
 
 
-def discriminant_rows(model: ContinualModel, batch: EncodedBatch, targets: torch.Tensor):
-    """Fused features `(M, F)`, targets `(M,)` and missing patterns `(M,)` (or None) the LDA learns from.
+def with_hidden_halves(model: ContinualModel, batch: EncodedBatch) -> tuple[torch.Tensor, EncodedBatch]:
+    """The rows a finished task is summarised from: which rows of `batch` `(M,)`, and the batch of them.
 
     Pooled statistics take the batch as it is. The others also take each complete row twice more, once
     with its image and once with its text hidden, so that every class has reconstructed rows of both
@@ -75,17 +76,31 @@ def discriminant_rows(model: ContinualModel, batch: EncodedBatch, targets: torch
     by pattern keep them apart.
     """
     if model.learner.config.lda_statistics == "pooled":
-        with torch.no_grad():
-            return model.forward(batch).fused, targets, None
+        return torch.arange(len(batch)), batch
     complete = (batch.has_image & batch.has_text).nonzero().flatten()  # (n,)
     rows = torch.cat([torch.arange(len(batch)), complete, complete])  # (M,)
     hidden, shown = torch.zeros(len(complete), dtype=torch.bool), torch.ones(len(complete), dtype=torch.bool)
     has_image = torch.cat([batch.has_image, hidden, shown])  # (M,)
     has_text = torch.cat([batch.has_text, shown, hidden])  # (M,)
+    return rows, batch.select(rows).with_presence(has_image, has_text)
+
+
+def summarise_task(model: ContinualModel, batch: EncodedBatch, targets: torch.Tensor, count: int) -> None:
+    """Hand a trained task's queries to the strategy and its class statistics to the discriminant."""
+    rows, view = with_hidden_halves(model, batch)
     with torch.no_grad():
-        fused = model.forward(batch.select(rows).with_presence(has_image, has_text)).fused  # (M, F)
-    patterns = pattern_index(has_image, has_text) if model.learner.lda.by_pattern else None  # (M,)
-    return fused, targets[rows], patterns
+        output = model.forward(view)
+    has_image, has_text = view.has_image, view.has_text  # (M,)
+    model.learner.strategy.observe_task(
+        {
+            Modality.IMAGE: output.q_image[has_image | has_text],  # real or reconstructed
+            Modality.TEXT: output.q_text[has_image | has_text],
+        }
+    )
+    lda = model.learner.lda
+    if lda is not None:
+        patterns = pattern_index(has_image, has_text) if lda.by_pattern else None  # (M,)
+        lda.add_classes(output.fused, targets[rows], count, patterns)
 
 
 def reconstruction_loss(output, truth: EncodedBatch, lose_image: torch.Tensor, lose_text: torch.Tensor):
@@ -146,9 +161,7 @@ def train_task(
     bar.close()
     if config.head_rows == "prototypes":
         model.learner.head.set_new_rows(class_prototypes(model, batch, targets, len(classes)))
-    if model.learner.lda is not None:
-        features, rows_targets, patterns = discriminant_rows(model, batch, targets)
-        model.learner.lda.add_classes(features, rows_targets, len(classes), patterns)
+    summarise_task(model, batch, targets, len(classes))
     model.learner.freeze_current()
     seconds = time.perf_counter() - start
     log.info(

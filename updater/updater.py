@@ -231,10 +231,7 @@ class Updater:
         return len(task.records)
 
     def _model(self) -> ContinualModel:
-        state = load_published(self.state_dir)
-        if state is None:
-            return ContinualModel(self.backbone, self.learner)
-        return ContinualModel.from_state(self.backbone, state)
+        return ContinualModel.resume(self.backbone, load_published(self.state_dir), self.learner)
 
     def _encode(self, model: ContinualModel, records: Sequence[FeedbackRecord]):
         images = [self._open(record) for record in records]

@@ -1,0 +1,66 @@
+"""What a growth strategy decides: which tasks add pool components, where they may point, what it remembers.
+
+A strategy is one module behind this interface, picked by `learner.strategy`. The learner asks it, when
+a task opens, which pools grow and with what key projection; the trainer hands it the queries of every
+finished task; what it remembers travels in the PromptState under its own tensor names.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from model.config import LearnerConfig
+from model.modality import Modality
+
+PROMPT_POOLS = ("image_pool", "text_pool")
+MEMORY_POOLS = ("image_memory", "text_memory")
+# the modality of the query each pool is queried with: a memory pool reconstructs one modality from the other
+POOL_QUERIES = {
+    "image_pool": Modality.IMAGE,
+    "text_pool": Modality.TEXT,
+    "image_memory": Modality.TEXT,
+    "text_memory": Modality.IMAGE,
+}
+
+
+class GrowthStrategy:
+    """Every task adds components to every pool, unconstrained; subclasses narrow or protect that."""
+
+    name = ""
+
+    def __init__(self, config: LearnerConfig, query_dims: dict[Modality, int]):
+        self.config = config
+        self.query_dims = query_dims
+
+    def prompt_tasks(self, tasks: int) -> int:
+        """How many of `tasks` tasks added components to the prompt pools."""
+        return tasks if self.config.prompts else 0
+
+    def memory_tasks(self, tasks: int) -> int:
+        """How many of `tasks` tasks added components to the memory (reconstruction) pools."""
+        return self.prompt_tasks(tasks)
+
+    def grown_pools(self, tasks_before: int) -> list[tuple[str, int]]:
+        """The pools that task number `tasks_before + 1` grows, each with its number of new components."""
+        grown = []
+        if self.prompt_tasks(tasks_before + 1) > self.prompt_tasks(tasks_before):
+            grown += [(name, self.config.components_per_task) for name in PROMPT_POOLS]
+        if self.memory_tasks(tasks_before + 1) > self.memory_tasks(tasks_before):
+            grown += [(name, self.config.memory_components_per_task) for name in MEMORY_POOLS]
+        return grown
+
+    def key_projection(self, query: Modality, tasks_before: int) -> torch.Tensor | None:
+        """A projection `(Dq, Dq)` the new keys of a pool queried with `query` must live in; None: anywhere."""
+        return None
+
+    def observe_task(self, queries: dict[Modality, torch.Tensor]) -> None:
+        """Take note of a trained task: the queries `(N, Dq)` its rows put to the pools, by query modality."""
+
+    def export_tensors(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def import_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Install what `export_tensors` wrote; shapes were checked by the caller."""
+
+    def expected_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {}

@@ -1,0 +1,107 @@
+import typing
+
+import pytest
+import torch
+
+from model.backbone import load_backbone
+from model.config import LearnerConfig
+from model.continual import ContinualModel
+from model.published import load_published
+from model.strategies import STRATEGIES
+from model.strategies.fwd_prompt import residual_projector
+from tests.learning_data import samples
+from updater.trainer import TrainerConfig, train_task, with_hidden_halves
+
+SMALL = LearnerConfig(components_per_task=3, prompt_length=2, memory_components_per_task=3, memory_prompt_length=2)
+FAST = TrainerConfig(epochs=6, batch_size=8, learning_rate=0.02)
+TASKS = (("first", ["dog", "bus"]), ("second", ["tree", "cake"]))
+MISSING = {0: "image", 7: "text"}
+
+
+def learn(model, name, classes):
+    images, texts, labels = samples(classes, per_class=6, missing=MISSING)
+    batch = model.encode(images, texts)
+    train_task(model, name, classes, batch, labels, FAST, progress=False)
+    return batch
+
+
+def test_every_strategy_the_config_names_is_registered():
+    assert set(STRATEGIES) == set(typing.get_args(LearnerConfig.model_fields["strategy"].annotation))
+
+
+def test_the_residual_projector_keeps_out_the_directions_holding_the_energy():
+    gram = torch.diag(torch.tensor([4.0, 1.0, 0.0], dtype=torch.float64))
+    projector, rank, left = residual_projector(gram, 0.8)
+    torch.testing.assert_close(projector, torch.diag(torch.tensor([0.0, 1.0, 1.0])))
+    assert rank == 1 and left == pytest.approx(0.2)
+    projector, rank, left = residual_projector(gram, 1.0)
+    torch.testing.assert_close(projector, torch.diag(torch.tensor([0.0, 0.0, 1.0])))
+    assert rank == 2 and left == pytest.approx(0.0)
+    projector, rank, _ = residual_projector(torch.zeros(3, 3), 0.9)  # nothing seen yet: keys go anywhere
+    assert rank == 0 and torch.equal(projector, torch.eye(3))
+
+
+@pytest.mark.parametrize("strategy, components", [("first_task", 3), ("fwd_prompt", 6)])
+def test_pools_grow_as_the_strategy_says(tiny_backbone, strategy, components):
+    model = ContinualModel(tiny_backbone, SMALL.model_copy(update={"strategy": strategy}))
+    for name, classes in TASKS:
+        learn(model, name, classes)
+    for pool in ("image_pool", "text_pool", "image_memory", "text_memory"):
+        assert getattr(model.learner, pool).size == components, pool
+    shapes = {name: tuple(tensor.shape) for name, tensor in model.learner.export_tensors().items()}
+    assert shapes == model.learner.expected_shapes(tasks=2, classes=4)
+
+
+def test_fwd_prompt_leaves_earlier_rows_features_unchanged(tiny_backbone):
+    model = ContinualModel(
+        tiny_backbone, SMALL.model_copy(update={"strategy": "fwd_prompt", "null_space_energy": 1.0})
+    )
+    first = learn(model, *TASKS[0])
+    _, seen = with_hidden_halves(model, first)  # the first task's rows, complete ones also with a half hidden
+    with torch.no_grad():
+        before = model.forward(seen).fused  # (M, F)
+    learn(model, *TASKS[1])
+    with torch.no_grad():
+        after = model.forward(seen)
+    torch.testing.assert_close(after.fused, before, atol=1e-5, rtol=0)
+    new_keys = model.learner.image_pool.frozen_keys[3:]  # (3, Di): the second task's
+    assert float(new_keys.norm(dim=-1).min()) > 0.5  # they live, only out of the first task's way
+    with torch.no_grad():
+        weights = model.learner.image_pool.weights(after.q_image)[:, 3:]  # (M, 3)
+    assert float(weights.abs().max()) < 1e-5
+    gram = model.learner.strategy.grams
+    assert all(float(torch.trace(matrix)) > 0 for matrix in gram.values())
+
+
+def test_fwd_prompt_trains_keys_inside_the_residual_space_of_earlier_queries(tiny_backbone):
+    model = ContinualModel(tiny_backbone, SMALL.model_copy(update={"strategy": "fwd_prompt"}))
+    learn(model, *TASKS[0])
+    strategy = model.learner.strategy
+    projectors = {
+        modality: residual_projector(gram, SMALL.null_space_energy)[0] for modality, gram in strategy.grams.items()
+    }
+    first_keys = model.learner.image_pool.frozen_keys.clone()  # (3, Di)
+    learn(model, *TASKS[1])
+    pool = model.learner.image_pool
+    keys = pool.frozen_keys[3:]  # (3, Di), trained for the second task
+    image = next(modality for modality in projectors if modality.label == "image")
+    torch.testing.assert_close(keys @ projectors[image], keys, atol=1e-5, rtol=0)
+    assert not torch.allclose(first_keys @ projectors[image], first_keys, atol=1e-2)  # the first task's do not
+    assert pool.frozen_attention[3:].eq(1).all() and not pool.frozen_attention[:3].eq(1).all()
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_a_state_of_each_strategy_saves_loads_and_serves_on_onnx(tiny_backbone, tiny_config, tmp_path, strategy):
+    model = ContinualModel(tiny_backbone, SMALL.model_copy(update={"strategy": strategy}))
+    for name, classes in TASKS:
+        learn(model, name, classes)
+    model.save(tmp_path)
+    served = ContinualModel.from_state(load_backbone(tiny_config, runtime="onnx"), load_published(tmp_path))
+    restored = ContinualModel.from_state(tiny_backbone, load_published(tmp_path))
+    images, texts, _ = samples(["dog", "cake"], per_class=3, missing={1: "image", 4: "text"})
+    with torch.no_grad():
+        trained_logits = model.forward(model.encode(images, texts)).logits
+        torch.testing.assert_close(restored.forward(restored.encode(images, texts)).logits, trained_logits)
+        served_logits = served.forward(served.encode(images, texts)).logits
+    torch.testing.assert_close(served_logits, trained_logits, atol=1e-3, rtol=1e-3)
+    assert served.learner.strategy.export_tensors().keys() == model.learner.strategy.export_tensors().keys()
