@@ -124,7 +124,8 @@ def summarise_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
         if absent:
             raise ValueError(f"run {index} lacks {sorted(absent)}")
     matrices = [run["acc_matrix"] for run in runs]
-    ap, ap_std = mean_std([average_performance(matrix) for matrix in matrices])
+    aps = [average_performance(matrix) for matrix in matrices]
+    ap, ap_std = mean_std(aps)
     forgotten, forgotten_std = mean_std([forgetting(matrix) for matrix in matrices])
     return {
         "ap": ap,
@@ -137,6 +138,9 @@ def summarise_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "train_seconds": statistics.fmean(run["train_seconds"] for run in runs),
         "runs": len(runs),
         "by_missing_runs": [dict(run["by_missing"]) for run in runs],
+        **({"latency_ms": statistics.fmean(run["latency_ms"] for run in runs)} if "latency_ms" in runs[0] else {}),
+        "ap_runs": aps,
+        "forgetting_runs": [forgetting(matrix) for matrix in matrices],
     }
 
 

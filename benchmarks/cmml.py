@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
 import time
 from pathlib import Path
 from typing import Literal
@@ -50,8 +51,9 @@ from updater.trainer import TrainerConfig, train_task
 
 log = logging.getLogger(__name__)
 
-Method = Literal["rebq", "first_task", "fwd_prompt", "prompt_no_rec", "head_only", "joint"]
-METHODS: tuple[Method, ...] = ("rebq", *STRATEGIES, "prompt_no_rec", "head_only", "joint")
+METHODS = ("rebq", *STRATEGIES, "prompt_no_rec", "head_only", "joint")
+Method = Literal[METHODS]
+LATENCY_REQUESTS = 32  # single-row predictions timed on the final model of each run
 BLANK_FILLED: tuple[Method, ...] = ("prompt_no_rec", "head_only")  # missing modalities given blank inputs
 
 
@@ -133,7 +135,19 @@ def run_method(
     seen = test.rows(sum(task_classes, []))
     predictions = _predict(model, test.batch, seen)
     by_missing = by_missing_accuracy(predictions, [test.labels[i] for i in seen], [test.presence[i] for i in seen])
-    return {"acc_matrix": matrix, "by_missing": by_missing, "train_seconds": seconds}
+    latency = request_latency_ms(model, test.batch, seen[:LATENCY_REQUESTS])
+    return {"acc_matrix": matrix, "by_missing": by_missing, "train_seconds": seconds, "latency_ms": latency}
+
+
+def request_latency_ms(model: ContinualModel, batch: EncodedBatch, rows: torch.Tensor) -> float:
+    """Median milliseconds of one single-row prediction after the frozen queries: pools, prompted passes,
+    reconstruction and classifier, as the method adds them."""
+    timings = []
+    for row in rows.tolist():
+        start = time.perf_counter()
+        _predict(model, batch, torch.tensor([row]))
+        timings.append(1000 * (time.perf_counter() - start))
+    return statistics.median(timings)
 
 
 def run_cmml(config: CmmlConfig, backbone_config: BackboneConfig) -> dict:
@@ -216,13 +230,13 @@ PAIRED_MEASURES = {"ap": "AP", "missing": "rows missing a modality"}
 
 def format_table(results: dict) -> str:
     header = ["method", "AP", "+-", "forgetting", "+-", "last", "complete", "img miss", "txt miss", "missing"]
-    header.append("train s")
+    header += ["train s", "ms/req"]
     lines = [" ".join(f"{name:>10}" for name in header)]
     for method, summary in results["methods"].items():
         missing = summary["by_missing"]
         figures = [summary[key] for key in ("ap", "ap_std", "forgetting", "forgetting_std", "last")]
         figures += [missing.get(key, float("nan")) for key in (*MISSING_PATTERNS, MISSING_ANY)]
-        figures.append(summary["train_seconds"])
+        figures += [summary["train_seconds"], summary.get("latency_ms", float("nan"))]
         lines.append(f"{method:>10} " + " ".join(f"{value:>10.1f}" for value in figures))
     for name, measures in results.get("paired", {}).items():
         for measure, difference in measures.items():

@@ -83,7 +83,11 @@ class LearnerConfig(StrictModel):
     `model/strategies/`. "fwd_prompt": every task adds components, their keys kept out of the subspace of
     earlier tasks' queries (with `null_space_energy` of those queries' energy defining the subspace), so
     earlier inputs give them no weight. "first_task": only the first task adds components; later tasks add
-    classifier rows only.
+    classifier rows only. "modal_prompt": every task adds components and an image and a text prototype;
+    each input uses the components of the `route_top_k` tasks whose prototypes are nearest to it.
+    "moincl": every task adds components, trained with the published model's scores over the classes it
+    knows, on the new task's rows, as soft targets (temperature `distill_temperature`, weight
+    `distill_weight`).
 
     `classifier`: what predictions rank. "cosine": the cosine head's logits. "lda": a linear
     discriminant with one shared covariance shrunk by `lda_shrinkage` (see `model/lda_classifier.py`),
@@ -97,8 +101,11 @@ class LearnerConfig(StrictModel):
     over the training rows as they come, as PromptStates written before this option have.
     """
 
-    strategy: Literal["fwd_prompt", "first_task"] = "first_task"
+    strategy: Literal["fwd_prompt", "first_task", "modal_prompt", "moincl"] = "first_task"
     null_space_energy: float = Field(0.99, gt=0, le=1)
+    route_top_k: int = Field(1, ge=1)
+    distill_temperature: float = Field(5.0, gt=0)
+    distill_weight: float = Field(1.0, ge=0)
     components_per_task: int = Field(8, ge=1, le=256)
     prompt_length: int = Field(8, ge=1, le=64)
     memory_components_per_task: int = Field(8, ge=1, le=256)

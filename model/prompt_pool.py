@@ -89,11 +89,15 @@ class PromptPool(nn.Module):
         attended = torch.einsum("bd,md->bmd", query, self.stacked("attention"))  # (B, M, Dq)
         return torch.einsum("bmd,md->bm", F.normalize(attended, dim=-1), F.normalize(self.stacked("keys"), dim=-1))
 
-    def prompts(self, query: torch.Tensor) -> torch.Tensor | None:
-        """`(B, *prompt_shape)` prompts for each query; None while the pool is empty."""
+    def prompts(self, query: torch.Tensor, components: torch.Tensor | None = None) -> torch.Tensor | None:
+        """`(B, *prompt_shape)` prompts for each query, from the components `components (B, M)` allows (all
+        when None); None while the pool is empty."""
         if self.size == 0:
             return None
-        mixed = torch.einsum("bm,me->be", self.weights(query), self.stacked("components"))  # (B, E)
+        weights = self.weights(query)  # (B, M)
+        if components is not None:
+            weights = weights * components
+        mixed = torch.einsum("bm,me->be", weights, self.stacked("components"))  # (B, E)
         return mixed.reshape(query.shape[0], *self.prompt_shape)
 
     def export_tensors(self, prefix: str) -> dict[str, torch.Tensor]:

@@ -94,20 +94,27 @@ class RebQLearner(nn.Module):
 
     # -- the forward ----------------------------------------------------------------------------------
 
-    def _reconstruct(self, tower, memory: PromptPool, other_query: torch.Tensor, rows: torch.Tensor):
+    def _components(self, pool: PromptPool, queries: dict[Modality, torch.Tensor]) -> torch.Tensor | None:
+        """Which of `pool`'s components each row may use `(b, M)` bool, as the strategy routes it; None: all."""
+        choice = self.strategy.task_choice(queries) if pool.size else None  # (b, T)
+        return None if choice is None else choice.repeat_interleave(pool.size // choice.shape[1], dim=1)
+
+    def _reconstruct(self, tower, memory: PromptPool, other: Modality, other_query: torch.Tensor, rows):
         """Reconstructed unit-norm queries `(b, D)` of `tower`'s modality for `rows`, from the other query."""
-        prompts = memory.prompts(other_query[rows]) if len(rows) else None
+        asked = other_query[rows]  # (b, Dq)
+        prompts = memory.prompts(asked, self._components(memory, {other: asked})) if len(rows) else None
         if prompts is None:
             return torch.zeros(len(rows), tower.feature_dim)
         if self._reads_prompts(tower):
             return F.normalize(tower.encode(tower.prompt_only_inputs(len(rows)), prompts), dim=-1)
         return prompts.reshape(len(rows), -1)
 
-    def _prompted(self, tower, pool: PromptPool, query, rows, inputs) -> torch.Tensor:
-        """Unit-norm prompted features `(b, D)` of the rows that have this modality."""
+    def _prompted(self, tower, pool: PromptPool, queries: dict[Modality, torch.Tensor], rows, inputs):
+        """Unit-norm prompted features `(b, D)` of the rows that have this modality, from `queries (B, Dq)`."""
         if len(rows) == 0:
             return torch.zeros(0, tower.feature_dim)
-        prompts = pool.prompts(query[rows])
+        query = queries[tower.modality]  # (B, D)
+        prompts = pool.prompts(query[rows], self._components(pool, {m: q[rows] for m, q in queries.items()}))
         if prompts is None:  # an empty pool: the prompted pass would repeat the query pass
             return query[rows]
         if tower.prompt_kind is PromptKind.FEATURE:
@@ -121,12 +128,14 @@ class RebQLearner(nn.Module):
         rebuild_image = (~has_image & has_text).nonzero().flatten()  # (b1,)
         rebuild_text = (~has_text & has_image).nonzero().flatten()  # (b2,)
         q_hat_image = scatter_rows(
-            self._reconstruct(self.image_tower, self.image_memory, batch.q_text, rebuild_image),
+            self._reconstruct(self.image_tower, self.image_memory, Modality.TEXT, batch.q_text, rebuild_image),
             rebuild_image,
             size,
         )  # (B, Di)
         q_hat_text = scatter_rows(
-            self._reconstruct(self.text_tower, self.text_memory, batch.q_image, rebuild_text), rebuild_text, size
+            self._reconstruct(self.text_tower, self.text_memory, Modality.IMAGE, batch.q_image, rebuild_text),
+            rebuild_text,
+            size,
         )  # (B, Dt)
         q_image = torch.where(has_image.unsqueeze(-1), batch.q_image, q_hat_image)  # (B, Di)
         q_text = torch.where(has_text.unsqueeze(-1), batch.q_text, q_hat_text)  # (B, Dt)
@@ -134,8 +143,9 @@ class RebQLearner(nn.Module):
         image_rows, text_rows = has_image.nonzero().flatten(), has_text.nonzero().flatten()
         text_inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
         image_inputs = {"pixel_values": batch.pixel_values} if batch.pixel_values is not None else {}
-        f_image = self._prompted(self.image_tower, self.image_pool, q_image, image_rows, image_inputs)
-        f_text = self._prompted(self.text_tower, self.text_pool, q_text, text_rows, text_inputs)
+        queries = {Modality.IMAGE: q_image, Modality.TEXT: q_text}
+        f_image = self._prompted(self.image_tower, self.image_pool, queries, image_rows, image_inputs)
+        f_text = self._prompted(self.text_tower, self.text_pool, queries, text_rows, text_inputs)
         f_image = torch.where(has_image.unsqueeze(-1), scatter_rows(f_image, image_rows, size), q_hat_image)
         f_text = torch.where(has_text.unsqueeze(-1), scatter_rows(f_text, text_rows, size), q_hat_text)
 
@@ -158,7 +168,7 @@ class RebQLearner(nn.Module):
         return tensors
 
     def expected_shapes(self, tasks: int, classes: int) -> dict[str, tuple[int, ...]]:
-        shapes = {"head.weight": (classes, self.head.feature_dim), **self.strategy.expected_shapes()}
+        shapes = {"head.weight": (classes, self.head.feature_dim), **self.strategy.expected_shapes(tasks)}
         if self.lda is not None:
             shapes.update(self.lda.expected_shapes(classes))
         for name in PROMPT_POOLS:

@@ -190,6 +190,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from model.strategies import STRATEGIES
+
+    methods = ["rebq", *STRATEGIES, "prompt_no_rec", "head_only", "joint"]
     parser = argparse.ArgumentParser(prog="rebq-serve", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -219,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cmml.add_argument(
         "--methods",
         nargs="+",
-        help="methods to run (rebq, first_task, fwd_prompt, prompt_no_rec, head_only, joint); default: all",
+        help=f"methods to run ({', '.join(methods)}); default: all",
     )
     bench_cmml.add_argument("--out", type=Path, required=True, help="JSON file to write")
     bench_cmml.add_argument("--plot", type=Path, help="PNG file to write")

@@ -129,6 +129,8 @@ def test_summarise_runs():
         "train_seconds",
         "runs",
         "by_missing_runs",
+        "ap_runs",
+        "forgetting_runs",
     }
     assert summary["ap"] == pytest.approx((200.0 / 3 + 55.0) / 2)
     assert summary["ap_std"] == pytest.approx((200.0 / 3 - 55.0) / 2)
@@ -140,6 +142,7 @@ def test_summarise_runs():
     assert summary["train_seconds"] == 15.0
     assert summary["runs"] == 2
     assert [run["complete"] for run in summary["by_missing_runs"]] == [80.0, 70.0]  # each seed's, kept
+    assert summary["ap_runs"] == pytest.approx([200.0 / 3, 55.0]) and summary["forgetting_runs"] == [27.5, 30.0]
 
 
 def test_summarise_one_run_has_no_spread():

@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from model.state import latest_state, list_versions
+from model.strategies import STRATEGIES
 from serving.cli import main
 from tests.learning_data import samples
 
@@ -88,12 +89,13 @@ def test_bench_cmml_runs_every_method(tmp_path, tiny_config, capsys):
     ]
     assert main(args) == 0
     results = json.loads(out.read_text())
-    methods = ("first_task", "fwd_prompt", "prompt_no_rec", "head_only", "joint")
+    methods = (*STRATEGIES, "prompt_no_rec", "head_only", "joint")
     assert set(results["methods"]) == {"rebq", *methods}
     for summary in results["methods"].values():
         assert len(summary["acc_matrix"]) == 2 and len(summary["acc_matrix"][1]) == 2
         assert 0 <= summary["ap"] <= 100
         assert set(summary["by_missing"]) == {"complete", "image_missing", "text_missing", "missing"}
+        assert 0 < summary["latency_ms"] < 10_000
     assert results["methods"]["joint"]["forgetting"] == 0.0
     paired = results["paired"]["rebq_minus_prompt_no_rec"]
     ours, theirs = (results["methods"][name]["by_missing"]["missing"] for name in ("rebq", "prompt_no_rec"))

@@ -6,9 +6,12 @@ import torch
 from model.backbone import load_backbone
 from model.config import LearnerConfig
 from model.continual import ContinualModel
+from model.modality import Modality
 from model.published import load_published
 from model.strategies import STRATEGIES
 from model.strategies.fwd_prompt import residual_projector
+from model.strategies.modal_prompt import ModalPrompt
+from model.strategies.moincl import SoftTargets
 from tests.learning_data import samples
 from updater.trainer import TrainerConfig, train_task, with_hidden_halves
 
@@ -41,8 +44,9 @@ def test_the_residual_projector_keeps_out_the_directions_holding_the_energy():
     assert rank == 0 and torch.equal(projector, torch.eye(3))
 
 
-@pytest.mark.parametrize("strategy, components", [("first_task", 3), ("fwd_prompt", 6)])
-def test_pools_grow_as_the_strategy_says(tiny_backbone, strategy, components):
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_pools_grow_as_the_strategy_says(tiny_backbone, strategy):
+    components = 3 if strategy == "first_task" else 6  # every other strategy grows every pool on every task
     model = ContinualModel(tiny_backbone, SMALL.model_copy(update={"strategy": strategy}))
     for name, classes in TASKS:
         learn(model, name, classes)
@@ -105,3 +109,79 @@ def test_a_state_of_each_strategy_saves_loads_and_serves_on_onnx(tiny_backbone, 
         served_logits = served.forward(served.encode(images, texts)).logits
     torch.testing.assert_close(served_logits, trained_logits, atol=1e-3, rtol=1e-3)
     assert served.learner.strategy.export_tensors().keys() == model.learner.strategy.export_tensors().keys()
+
+
+def test_modal_prompt_picks_the_tasks_whose_prototypes_are_nearest():
+    config = SMALL.model_copy(update={"strategy": "modal_prompt", "route_top_k": 1})
+    strategy = ModalPrompt(config, {Modality.IMAGE: 2, Modality.TEXT: 2})
+    strategy.open_task({Modality.IMAGE: torch.tensor([[2.0, 0.0]]), Modality.TEXT: torch.tensor([[0.0, 3.0]])})
+    strategy.open_task({Modality.IMAGE: torch.tensor([[0.0, 1.0]]), Modality.TEXT: torch.tensor([[1.0, 1.0]])})
+    image = torch.tensor([[1.0, 0.2], [0.1, 1.0], [1.0, 1.0]])  # (3, 2)
+    text = torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])  # (3, 2)
+    # both modalities: 0.5 cos(image) + 0.5 cos(text); the third row: 0.5 (0.71 + 0) against 0.5 (0.71 + 0.71)
+    both = strategy.task_choice({Modality.IMAGE: image, Modality.TEXT: text})
+    assert both.tolist() == [[True, False], [False, True], [False, True]]
+    # text alone: the first row's text is the first task's, the others lean to the second's
+    assert strategy.task_choice({Modality.TEXT: text}).tolist() == [[True, False], [False, True], [False, True]]
+    two = ModalPrompt(config.model_copy(update={"route_top_k": 2}), strategy.query_dims)
+    two.prototypes = strategy.prototypes
+    assert two.task_choice({Modality.IMAGE: image}).all()
+
+
+def test_modal_prompt_rows_use_only_their_tasks_components_and_batch_as_one_by_one(tiny_backbone):
+    model = ContinualModel(tiny_backbone, SMALL.model_copy(update={"strategy": "modal_prompt"}))
+    for name, classes in TASKS:
+        learn(model, name, classes)
+    images, texts, _ = samples(["dog", "cake", "bus"], per_class=2, missing={1: "image", 2: "text", 5: "image"})
+    batch = model.encode(images, texts)
+    learner = model.learner
+    dog = learner._components(learner.image_memory, {Modality.TEXT: batch.q_text[[1]]})  # (1, 6): a dog's text
+    cake = learner._components(learner.image_memory, {Modality.TEXT: batch.q_text[[3]]})  # a cake's text
+    assert dog.tolist() == [[True] * 3 + [False] * 3]  # the first task's three components only
+    assert cake.tolist() == [[False] * 3 + [True] * 3]  # the second task's
+    with torch.no_grad():
+        batched = model.forward(batch)
+        looped = [model.forward(batch.select(torch.tensor([row]))) for row in range(len(batch))]
+    torch.testing.assert_close(batched.logits, torch.cat([out.logits for out in looped]), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(batched.fused, torch.cat([out.fused for out in looped]), atol=1e-5, rtol=1e-5)
+
+
+def test_soft_targets_pick_each_rows_view_and_vanish_on_agreement():
+    scores = torch.tensor(
+        [
+            [[2.0, 0.0], [0.0, 2.0]],  # as is
+            [[0.0, 2.0], [2.0, 0.0]],  # image hidden
+            [[1.0, 1.0], [1.0, 1.0]],  # text hidden
+        ]
+    )  # (3 views, 2 rows, 2 old classes)
+    targets = SoftTargets(scores, temperature=2.0, weight=3.0)
+    rows, kept = torch.tensor([1, 0]), torch.tensor([False, False])
+    assert float(targets.loss(torch.tensor([[0.0, 2.0], [2.0, 0.0]]), rows, kept, kept)) == pytest.approx(0.0)
+    lose_image, lose_text = torch.tensor([True, False]), torch.tensor([False, True])
+    assert float(targets.loss(torch.tensor([[2.0, 0.0], [1.0, 1.0]]), rows, lose_image, lose_text)) == 0.0
+    # one row off: KL(p || q) with p = softmax([0, 1]), q = softmax([1, 0]) at T = 2, times T^2 * weight / 2 rows
+    p = torch.tensor([0.0, 1.0]).softmax(-1)
+    expected = 3.0 * 4.0 * float((p * (p.log() - p.flip(0).log())).sum()) / 2
+    got = targets.loss(torch.tensor([[2.0, 0.0], [2.0, 0.0]]), torch.tensor([0, 1]), kept, kept)
+    assert float(got) == pytest.approx(expected)
+
+
+def old_class_drift(tiny_backbone, weight):
+    """How far task 2's training moves the head's old-class scores on task 2's rows (KL, as distilled)."""
+    config = SMALL.model_copy(update={"strategy": "moincl", "distill_weight": weight})
+    model = ContinualModel(tiny_backbone, config)
+    learn(model, *TASKS[0])
+    assert model.learner.strategy.soft_targets(ContinualModel(tiny_backbone, config).learner, None) is None
+    images, texts, labels = samples(TASKS[1][1], per_class=6, missing=MISSING)
+    batch = model.encode(images, texts)
+    before = model.learner.strategy.soft_targets(model.learner, batch)
+    trainer = TrainerConfig(epochs=20, batch_size=12, learning_rate=0.002)
+    train_task(model, TASKS[1][0], TASKS[1][1], batch, labels, trainer, progress=False)
+    with torch.no_grad():
+        after = model.forward(batch).head_logits[:, :2]  # (12, 2) old classes
+    kept = torch.zeros(12, dtype=torch.bool)
+    return float(SoftTargets(before.scores, 1.0, 1.0).loss(after, torch.arange(12), kept, kept))
+
+
+def test_moincl_distillation_keeps_old_class_scores_on_new_rows(tiny_backbone):
+    assert old_class_drift(tiny_backbone, 100.0) < 0.1 * old_class_drift(tiny_backbone, 0.0)

@@ -130,7 +130,12 @@ def train_task(
     targets = torch.tensor([classes.index(label) for label in labels])  # (N,) index among the new classes
     generator = torch.Generator().manual_seed(config.seed + 1000 * len(model.tasks))
     torch.manual_seed(config.seed)
-    model.learner.grow(class_prototypes(model, batch, targets, len(classes)), generator, len(model.tasks))
+    class_rows = class_prototypes(model, batch, targets, len(classes))  # (n, F) under the pools as they are
+    soft_targets = model.learner.strategy.soft_targets(model.learner, batch)  # before anything grows
+    model.learner.strategy.open_task(
+        {Modality.IMAGE: batch.q_image[batch.has_image], Modality.TEXT: batch.q_text[batch.has_text]}
+    )
+    model.learner.grow(class_rows, generator, len(model.tasks))
     first_new = len(model.classes)
     model.tasks.append(TaskRecord(name=name, classes=tuple(classes)))
     trainable = [parameter for parameter in model.learner.parameters() if parameter.requires_grad]
@@ -152,6 +157,8 @@ def train_task(
             logits = output.head_logits[:, first_new:]  # older classes' logits masked out
             loss = F.cross_entropy(logits, targets[chunk])
             loss = loss + config.reconstruction_weight * reconstruction_loss(output, truth, lose_image, lose_text)
+            if soft_targets is not None:
+                loss = loss + soft_targets.loss(output.head_logits[:, :first_new], chunk, lose_image, lose_text)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

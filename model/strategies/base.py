@@ -53,8 +53,21 @@ class GrowthStrategy:
         """A projection `(Dq, Dq)` the new keys of a pool queried with `query` must live in; None: anywhere."""
         return None
 
+    def open_task(self, real_queries: dict[Modality, torch.Tensor]) -> None:
+        """Take note of a task about to be trained: its rows' real queries `(N, Dq)`, by modality."""
+
+    def soft_targets(self, learner, batch):
+        """What the task's training should keep of the model as it is, computed before the pools grow: an
+        object whose `loss(scores, rows, lose_image, lose_text)` is added to the loss; None: nothing."""
+        return None
+
     def observe_task(self, queries: dict[Modality, torch.Tensor]) -> None:
         """Take note of a trained task: the queries `(N, Dq)` its rows put to the pools, by query modality."""
+
+    def task_choice(self, queries: dict[Modality, torch.Tensor]) -> torch.Tensor | None:
+        """Which tasks' components each row may use `(B, T)` bool, from its queries `(B, Dq)` by modality
+        (only those known when the pool is asked); None: every component."""
+        return None
 
     def export_tensors(self) -> dict[str, torch.Tensor]:
         return {}
@@ -62,5 +75,5 @@ class GrowthStrategy:
     def import_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         """Install what `export_tensors` wrote; shapes were checked by the caller."""
 
-    def expected_shapes(self) -> dict[str, tuple[int, ...]]:
+    def expected_shapes(self, tasks: int) -> dict[str, tuple[int, ...]]:
         return {}

@@ -88,5 +88,5 @@ class FwdPrompt(GrowthStrategy):
             self.grams[modality] = tensors[f"fwd_prompt.{modality.label}_gram"].clone()
         self._projectors.clear()
 
-    def expected_shapes(self) -> dict[str, tuple[int, ...]]:
+    def expected_shapes(self, tasks: int) -> dict[str, tuple[int, ...]]:
         return {f"fwd_prompt.{modality.label}_gram": (width, width) for modality, width in self.query_dims.items()}
