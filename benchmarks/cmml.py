@@ -8,6 +8,8 @@ One run shares splits, missing tables and frozen features between the methods:
 - joint: the rebq model trained on all tasks at once (a reference; its matrix rows are the one model's
   accuracies on the tasks).
 The blank-filled methods' rows look complete to the learner, so their LDA keeps pooled statistics.
+Beside them, the frozen-feature references for rows missing a modality (`references`: mean fill and
+marginalisation, see `benchmarks/missing_references.py`), scored on the same test rows.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from benchmarks.cl_metrics import (
     accuracy,
     average_performance,
     by_missing_accuracy,
+    mean_by_missing,
     paired_difference,
     summarise_runs,
 )
@@ -39,6 +42,7 @@ from benchmarks.cmml_splits import (
     shuffled_class_order,
 )
 from benchmarks.feature_bank import blank_inputs, encode_samples, fill_blanks, with_table
+from benchmarks.missing_references import REFERENCES, missing_row_predictions
 from benchmarks.report import write_report
 from model.backbone import Backbone, load_backbone
 from model.batch import EncodedBatch
@@ -161,6 +165,7 @@ def run_cmml(config: CmmlConfig, backbone_config: BackboneConfig) -> dict:
     blank = blank_inputs(encoder, getattr(backbone.image, "image_size", 224))
     index_of = {sample.id: i for i, sample in enumerate(samples)}
     runs: dict[str, list[dict]] = {method: [] for method in config.methods}
+    references: dict[str, list[dict]] = {name: [] for name in REFERENCES}
     for seed in range(config.seeds):
         task_classes = split_into_tasks(shuffled_class_order(classes, seed), config.tasks)
         train_samples, test_samples = grouped_train_test_split(samples, config.test_fraction, seed)
@@ -174,6 +179,8 @@ def run_cmml(config: CmmlConfig, backbone_config: BackboneConfig) -> dict:
             table = draw_missing_table(len(part), config.missing_rate, config.missing_type, table_seed)
             sides.append(Split(with_table(bank.select(rows), table), [sample.label for sample in part]))
         train, test = sides
+        for name, by_missing in reference_accuracies(train, test, task_classes, config.learner).items():
+            references[name].append(by_missing)
         for method in config.methods:
             log.info("seed %d/%d: %s", seed + 1, config.seeds, method)
             if method in BLANK_FILLED:
@@ -199,13 +206,30 @@ def run_cmml(config: CmmlConfig, backbone_config: BackboneConfig) -> dict:
             "seconds": time.perf_counter() - start,
         },
         "methods": {method: summarise_runs(method_runs) for method, method_runs in runs.items()},
-        "paired": rebq_against_the_others(runs),
+        "references": {
+            name: {"by_missing": mean_by_missing(seeds), "by_missing_runs": seeds}
+            for name, seeds in references.items()
+        },
+        "paired": rebq_against_the_others(runs, references),
     }
 
 
-def rebq_against_the_others(runs: dict[str, list[dict]]) -> dict[str, dict[str, dict[str, float]]]:
+def reference_accuracies(train: Split, test: Split, task_classes: list[list[str]], learner) -> dict[str, dict]:
+    """Accuracy by missing pattern of the frozen-feature references for missing halves, over every class."""
+    classes = sum(task_classes, [])
+    targets = torch.tensor([classes.index(label) for label in train.labels])  # (N,)
+    predicted = missing_row_predictions(train.batch, targets, test.batch, len(classes), learner.lda_shrinkage)
+    return {
+        name: by_missing_accuracy([classes[i] for i in indices.tolist()], test.labels, test.presence)
+        for name, indices in predicted.items()
+    }
+
+
+def rebq_against_the_others(
+    runs: dict[str, list[dict]], references: dict[str, list[dict]]
+) -> dict[str, dict[str, dict[str, float]]]:
     """rebq minus each other method, seed by seed on the same splits: AP, and accuracy on the test rows that
-    miss a modality."""
+    miss a modality; minus each missing-half reference on those rows."""
     if "rebq" not in runs:
         return {}
 
@@ -216,13 +240,17 @@ def rebq_against_the_others(runs: dict[str, list[dict]]) -> dict[str, dict[str, 
         }
 
     ours = figures("rebq")
-    return {
+    paired = {
         f"rebq_minus_{method}": {
             measure: paired_difference(ours[measure], values) for measure, values in figures(method).items()
         }
         for method in runs
         if method != "rebq"
     }
+    for name, seeds in references.items():
+        missing = [by_missing[MISSING_ANY] for by_missing in seeds]
+        paired[f"rebq_minus_{name}"] = {"missing": paired_difference(ours["missing"], missing)}
+    return paired
 
 
 PAIRED_MEASURES = {"ap": "AP", "missing": "rows missing a modality"}
@@ -238,6 +266,10 @@ def format_table(results: dict) -> str:
         figures += [missing.get(key, float("nan")) for key in (*MISSING_PATTERNS, MISSING_ANY)]
         figures += [summary["train_seconds"], summary.get("latency_ms", float("nan"))]
         lines.append(f"{method:>10} " + " ".join(f"{value:>10.1f}" for value in figures))
+    for name, reference in results.get("references", {}).items():
+        missing = reference["by_missing"]
+        figures = [missing.get(key, float("nan")) for key in (*MISSING_PATTERNS, MISSING_ANY)]
+        lines.append(f"{name:>10} " + " " * 55 + " ".join(f"{value:>10.1f}" for value in figures))
     for name, measures in results.get("paired", {}).items():
         for measure, difference in measures.items():
             lines.append(

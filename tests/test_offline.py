@@ -102,7 +102,13 @@ def test_bench_cmml_runs_every_method(tmp_path, tiny_config, capsys):
     assert paired["missing"]["mean"] == pytest.approx(ours - theirs) and paired["missing"]["seeds"] == 1
     ap_ours, ap_theirs = (results["methods"][name]["ap"] for name in ("rebq", "prompt_no_rec"))
     assert paired["ap"]["mean"] == pytest.approx(ap_ours - ap_theirs)
-    assert set(results["paired"]) == {f"rebq_minus_{name}" for name in methods}
+    assert set(results["references"]) == {"mean_fill", "marginalised"}
+    for name, reference in results["references"].items():
+        assert set(reference["by_missing"]) == {"complete", "image_missing", "text_missing", "missing"}
+        assert results["paired"][f"rebq_minus_{name}"]["missing"]["mean"] == pytest.approx(
+            ours - reference["by_missing"]["missing"]
+        )
+    assert set(results["paired"]) == {f"rebq_minus_{name}" for name in (*methods, "mean_fill", "marginalised")}
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].split()[:2] == ["method", "AP"]
