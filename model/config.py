@@ -92,13 +92,10 @@ class LearnerConfig(StrictModel):
     `classifier`: what predictions rank. "cosine": the cosine head's logits. "lda": a linear
     discriminant with one shared covariance shrunk by `lda_shrinkage` (see `model/lda_classifier.py`),
     grown from each task's class means and within-class scatter; the cosine head still trains the
-    prompts. `lda_statistics`: "by_pattern": each class has a mean for each missing pattern (complete,
-    image reconstructed, text reconstructed), each half of it taken over the rows where that half is real,
-    or reconstructed, like the pattern's; every row is scored against its own pattern's means (the trainer
-    adds every complete row again with its image, and with its text, hidden). "pooled_with_hidden": one
-    mean per class for all rows, taken over the same rows, complete ones also with either half hidden and
-    reconstructed, so the means and the covariance know reconstructed halves. "pooled": one mean per class
-    over the training rows as they come, as PromptStates written before this option have.
+    prompts. `lda_statistics`: "pooled_with_hidden": one mean per class, over the training rows and each
+    complete one twice more, with either half hidden and reconstructed, so the means and the covariance
+    know reconstructed halves. "pooled": over the training rows as they come, as PromptStates written
+    before this option have (and the benchmark's blank-filled rows, which look complete).
     """
 
     strategy: Literal["fwd_prompt", "first_task", "modal_prompt", "moincl"] = "first_task"
@@ -114,4 +111,4 @@ class LearnerConfig(StrictModel):
     prompts: bool = True  # false: no pools at all, only the head grows (an ablation)
     classifier: Literal["cosine", "lda"] = "lda"
     lda_shrinkage: float = Field(0.5, gt=0, le=1)
-    lda_statistics: Literal["pooled_with_hidden", "by_pattern", "pooled"] = "pooled_with_hidden"
+    lda_statistics: Literal["pooled_with_hidden", "pooled"] = "pooled_with_hidden"

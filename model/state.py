@@ -86,6 +86,11 @@ class StateManifest(StrictModel):
         if not isinstance(learner, dict):
             return learner
         learner = {**LEARNER_BEFORE_PATTERNS, **learner}
+        if learner["lda_statistics"] == "by_pattern":
+            raise ValueError(
+                "learner: lda_statistics 'by_pattern' (class means by missing pattern) is no longer served: "
+                "train the tasks again"
+            )
         return learner if "strategy" in learner else _learner_before_strategies(learner)
 
     @property

@@ -173,7 +173,7 @@ def test_a_manifest_from_before_pattern_statistics_loads_pooled(tmp_path, tiny_b
     restored = ContinualModel.from_state(tiny_backbone, older)
     with torch.no_grad():
         torch.testing.assert_close(restored.forward(batch).logits, model.forward(batch).logits)
-    manifest["learner"]["lda_statistics"] = "by_pattern"  # pooled tensors under a manifest that says otherwise
+    manifest["learner"]["lda_statistics"] = "by_pattern"  # class means by missing pattern: no longer served
     manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(StateMismatchError, match=r"lda.means has shape \(2, 1296\), expected \(3, 2, 1296\)"):
-        ContinualModel.from_state(tiny_backbone, load_state(version_folder(tmp_path, state.version)))
+    with pytest.raises(StateError, match="lda_statistics 'by_pattern' .* is no longer served"):
+        load_state(version_folder(tmp_path, state.version))

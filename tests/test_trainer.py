@@ -136,7 +136,7 @@ def test_each_task_adds_its_class_statistics_to_the_lda(tiny_backbone):
         fused = model.forward(batch).fused  # (12, F), every row, missing ones reconstructed
     lda = model.learner.lda
     assert lda.num_classes == 4 and float(lda.count) == 24
-    torch.testing.assert_close(lda.means[0, 2:], torch.stack([fused[:6].mean(0), fused[6:].mean(0)]))
+    torch.testing.assert_close(lda.means[2:], torch.stack([fused[:6].mean(0), fused[6:].mean(0)]))
     predictions = model.predict(batch, top_k=1)
     assert len(predictions) == 12 and predictions[0].labels[0] in model.classes
 
@@ -147,7 +147,7 @@ def test_pooled_statistics_with_hidden_rows_take_each_complete_row_three_times(t
     batch = model.encode(images, texts)
     train_task(model, "first", ["tree", "cake"], batch, labels, FAST, progress=False)
     lda = model.learner.lda
-    assert not lda.by_pattern and float(lda.count) == 12 + 2 * 9  # every row, and the 9 complete ones twice more
+    assert float(lda.count) == 12 + 2 * 9  # every row, and the 9 complete ones twice more
     complete = batch.has_image & batch.has_text  # (12,)
     no_image = batch.with_presence(batch.has_image & ~complete, batch.has_text)
     no_text = batch.with_presence(batch.has_image, batch.has_text & ~complete)
@@ -156,43 +156,6 @@ def test_pooled_statistics_with_hidden_rows_take_each_complete_row_three_times(t
     fused = torch.cat([views[0], views[1][complete], views[2][complete]])  # (30, F)
     tree = torch.arange(12) < 6
     is_tree = torch.cat([tree, tree[complete], tree[complete]])  # (30,)
-    torch.testing.assert_close(lda.means[0, 0], fused[is_tree].mean(0))
-    torch.testing.assert_close(lda.means[0, 1], fused[~is_tree].mean(0))
-    assert not torch.allclose(lda.means[0, 0], views[0][tree].mean(0))  # not the rows as they came
-
-
-def test_statistics_by_pattern_take_each_complete_row_with_either_modality_hidden(tiny_backbone):
-    model = ContinualModel(tiny_backbone, SMALL.model_copy(update={"lda_statistics": "by_pattern"}))
-    images, texts, labels = samples(["tree", "cake"], per_class=6, missing={0: "image", 1: "image", 7: "text"})
-    batch = model.encode(images, texts)
-    train_task(model, "first", ["tree", "cake"], batch, labels, FAST, progress=False)
-    lda = model.learner.lda
-    assert float(lda.count) == 12 + 2 * 9  # every row, and the 9 complete ones twice more
-    complete = batch.has_image & batch.has_text  # (12,)
-    no_image = batch.with_presence(batch.has_image & ~complete, batch.has_text)  # rows 0-6, 8-11 lack the image
-    no_text = batch.with_presence(batch.has_image, batch.has_text & ~complete)  # all but rows 0 and 1 lack text
-    with torch.no_grad():
-        views = [model.forward(view).fused for view in (batch, no_image, no_text)]  # 3 x (12, F)
-    split = tiny_backbone.image.feature_dim
-    tree = torch.arange(12) < 6
-    # what the LDA learnt from: every row as it is, complete rows with the image hidden, with the text hidden
-    fused = torch.cat([views[0], views[1][complete], views[2][complete]])  # (30, F)
-    is_tree = torch.cat([tree, tree[complete], tree[complete]])
-    real_image = torch.cat([batch.has_image, torch.zeros(9, dtype=torch.bool), torch.ones(9, dtype=torch.bool)])
-    real_text = torch.cat([batch.has_text, torch.ones(9, dtype=torch.bool), torch.zeros(9, dtype=torch.bool)])
-    for pattern, image_kind, text_kind in (
-        (0, real_image, real_text),
-        (1, ~real_image, real_text),
-        (2, real_image, ~real_text),
-    ):
-        expected_image = fused[is_tree & image_kind, :split].mean(0)
-        expected_text = fused[is_tree & text_kind, split:].mean(0)
-        torch.testing.assert_close(lda.means[pattern, 0], torch.cat([expected_image, expected_text]))
-    text_rows = ~no_text.has_text  # rows scored with the text-missing pattern's means
-    scores = model.forward(no_text).logits
-    assert not torch.allclose(
-        scores[text_rows], lda(views[2][text_rows], *([torch.ones(10, dtype=torch.bool)] * 2))
-    )
-    torch.testing.assert_close(
-        scores[text_rows], lda(views[2][text_rows], no_text.has_image[text_rows], no_text.has_text[text_rows])
-    )
+    torch.testing.assert_close(lda.means[0], fused[is_tree].mean(0))
+    torch.testing.assert_close(lda.means[1], fused[~is_tree].mean(0))
+    assert not torch.allclose(lda.means[0], views[0][tree].mean(0))  # not the rows as they came

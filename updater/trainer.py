@@ -18,7 +18,6 @@ from model.backbone import load_backbone
 from model.batch import EncodedBatch
 from model.continual import ContinualModel
 from model.devices import place_towers, resolve_device
-from model.lda_classifier import pattern_index
 from model.modality import Modality
 from model.state import TaskRecord
 from updater.config import TrainerConfig
@@ -70,10 +69,10 @@ def drop_modalities(batch: EncodedBatch, rate: float, generator: torch.Generator
 def with_hidden_halves(model: ContinualModel, batch: EncodedBatch) -> tuple[torch.Tensor, EncodedBatch]:
     """The rows a finished task is summarised from: which rows of `batch` `(M,)`, and the batch of them.
 
-    Pooled statistics take the batch as it is. The others also take each complete row twice more, once
-    with its image and once with its text hidden, so that every class has reconstructed rows of both
-    kinds, reconstructed by the same memory pools that will reconstruct its test rows; only statistics
-    by pattern keep them apart.
+    Pooled statistics take the batch as it is. Pooled with hidden halves, they also take each complete
+    row twice more, once with its image and once with its text hidden, so that every class has
+    reconstructed rows of both kinds, reconstructed by the same memory pools that will reconstruct its
+    test rows.
     """
     if model.learner.config.lda_statistics == "pooled":
         return torch.arange(len(batch)), batch
@@ -90,17 +89,12 @@ def summarise_task(model: ContinualModel, batch: EncodedBatch, targets: torch.Te
     rows, view = with_hidden_halves(model, batch)
     with torch.no_grad():
         output = model.forward(view)
-    has_image, has_text = view.has_image, view.has_text  # (M,)
-    model.learner.strategy.observe_task(
-        {
-            Modality.IMAGE: output.q_image[has_image | has_text],  # real or reconstructed
-            Modality.TEXT: output.q_text[has_image | has_text],
-        }
+    present = view.has_image | view.has_text  # (M,) rows the pools were asked about
+    model.learner.strategy.observe_task(  # each row's queries, real or reconstructed
+        {Modality.IMAGE: output.q_image[present], Modality.TEXT: output.q_text[present]}
     )
-    lda = model.learner.lda
-    if lda is not None:
-        patterns = pattern_index(has_image, has_text) if lda.by_pattern else None  # (M,)
-        lda.add_classes(output.fused, targets[rows], count, patterns)
+    if model.learner.lda is not None:
+        model.learner.lda.add_classes(output.fused, targets[rows], count)
 
 
 def reconstruction_loss(output, truth: EncodedBatch, lose_image: torch.Tensor, lose_text: torch.Tensor):
