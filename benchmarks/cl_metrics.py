@@ -139,6 +139,11 @@ def summarise_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "runs": len(runs),
         "by_missing_runs": [dict(run["by_missing"]) for run in runs],
         **({"latency_ms": statistics.fmean(run["latency_ms"] for run in runs)} if "latency_ms" in runs[0] else {}),
+        **(
+            {"by_missing_filled": mean_by_missing([run["by_missing_filled"] for run in runs])}
+            if "by_missing_filled" in runs[0]
+            else {}
+        ),
         "ap_runs": aps,
         "forgetting_runs": [forgetting(matrix) for matrix in matrices],
     }

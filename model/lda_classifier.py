@@ -12,12 +12,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+STATISTICS = ("means", "scatter", "count")  # what is saved; the discriminants are derived from them
+
 
 class LdaClassifier(nn.Module):
-    def __init__(self, feature_dim: int, shrinkage: float):
+    def __init__(self, feature_dim: int, shrinkage: float, name: str = "lda"):
         super().__init__()
         self.feature_dim = feature_dim
         self.shrinkage = shrinkage
+        self.name = name  # what its tensors are saved under
         self.register_buffer("means", torch.zeros(0, feature_dim))  # (C, F)
         self.register_buffer("scatter", torch.zeros(feature_dim, feature_dim, dtype=torch.float64))  # (F, F)
         self.register_buffer("count", torch.zeros((), dtype=torch.float64))  # samples behind the scatter
@@ -45,8 +48,12 @@ class LdaClassifier(nn.Module):
         data = features.detach().to(torch.float64)  # (N, F)
         means = (members.T @ data) / sizes.unsqueeze(-1)  # (n, F)
         centred = data - means[targets]  # (N, F)
-        self.scatter = self.scatter + centred.T @ centred
-        self.count = self.count + len(data)
+        self.add_statistics(means, centred.T @ centred, len(data))
+
+    def add_statistics(self, means: torch.Tensor, scatter: torch.Tensor, count: int) -> None:
+        """Append classes with means `(n, F)`, adding their within-class `scatter (F, F)` over `count` rows."""
+        self.scatter = self.scatter + scatter.to(torch.float64)
+        self.count = self.count + count
         self.means = torch.cat([self.means, means.to(self.means.dtype)])
         self.refresh()
 
@@ -63,20 +70,14 @@ class LdaClassifier(nn.Module):
         return features @ self.weight.T + self.bias  # (B, F) -> discriminants (B, C)
 
     def export_tensors(self) -> dict[str, torch.Tensor]:
-        return {
-            "lda.means": self.means.clone(),
-            "lda.scatter": self.scatter.clone(),
-            "lda.count": self.count.clone(),
-        }
+        return {f"{self.name}.{key}": getattr(self, key).clone() for key in STATISTICS}
 
     def import_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.means = tensors["lda.means"].clone()
-        self.scatter, self.count = tensors["lda.scatter"].clone(), tensors["lda.count"].clone()
+        for key in STATISTICS:
+            setattr(self, key, tensors[f"{self.name}.{key}"].clone())
         self.refresh()
 
     def expected_shapes(self, classes: int) -> dict[str, tuple[int, ...]]:
-        return {
-            "lda.means": (classes, self.feature_dim),
-            "lda.scatter": (self.feature_dim, self.feature_dim),
-            "lda.count": (),
-        }
+        width = self.feature_dim
+        shapes = {"means": (classes, width), "scatter": (width, width), "count": ()}
+        return {f"{self.name}.{key}": shape for key, shape in shapes.items()}

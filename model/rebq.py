@@ -24,7 +24,7 @@ from torch import nn
 from model.batch import EncodedBatch, scatter_rows
 from model.config import LearnerConfig
 from model.head import GrowingHead
-from model.lda_classifier import LdaClassifier
+from model.marginal_lda import MarginalLda
 from model.modality import Modality
 from model.prompt_pool import PromptPool
 from model.strategies import MEMORY_POOLS, POOL_QUERIES, PROMPT_POOLS, make_strategy
@@ -62,7 +62,7 @@ class RebQLearner(nn.Module):
         self.head = GrowingHead(image_dim + text_dim, config.head_scale)
         self.lda = None  # predictions rank the cosine head's logits
         if config.classifier == "lda":
-            self.lda = LdaClassifier(image_dim + text_dim, config.lda_shrinkage)
+            self.lda = MarginalLda(image_dim, text_dim, config.lda_shrinkage)
 
     def _memory_shape(self, tower) -> tuple[int, ...]:
         if self._reads_prompts(tower):
@@ -153,7 +153,7 @@ class RebQLearner(nn.Module):
         reconstructed[rebuild_image] = True
         reconstructed[rebuild_text] = True
         head_logits = self.head(fused)  # (B, C)
-        logits = self.lda(fused) if self.lda is not None else head_logits  # (B, C)
+        logits = self.lda(fused, has_image, has_text) if self.lda is not None else head_logits  # (B, C)
         return LearnerOutput(logits, fused, q_hat_image, q_hat_text, reconstructed, head_logits, q_image, q_text)
 
     # -- saving ---------------------------------------------------------------------------------------

@@ -106,7 +106,7 @@ def test_tasks_after_the_first_add_rows_only_with_first_task(tiny_backbone):
     assert result.steps == 0  # only the new head rows could train, and the LDA ranks predictions
     assert model.learner.text_pool.size == 3 and model.learner.image_memory.size == 3
     for name, tensor in before.items():
-        if name != "head.weight" and not name.startswith("lda."):
+        if name != "head.weight" and not name.startswith("lda"):
             assert torch.equal(after[name], tensor), name
     assert torch.equal(after["head.weight"][:2], before["head.weight"])
     assert torch.equal(after["lda.means"][:2], before["lda.means"])  # (class, feature)
@@ -134,7 +134,7 @@ def test_each_task_adds_its_class_statistics_to_the_lda(tiny_backbone):
     train_task(model, "second", ["tree", "cake"], batch, labels, FAST, progress=False)
     with torch.no_grad():
         fused = model.forward(batch).fused  # (12, F), every row, missing ones reconstructed
-    lda = model.learner.lda
+    lda = model.learner.lda.full  # over whole features
     assert lda.num_classes == 4 and float(lda.count) == 24
     torch.testing.assert_close(lda.means[2:], torch.stack([fused[:6].mean(0), fused[6:].mean(0)]))
     predictions = model.predict(batch, top_k=1)
@@ -146,7 +146,7 @@ def test_pooled_statistics_with_hidden_rows_take_each_complete_row_three_times(t
     images, texts, labels = samples(["tree", "cake"], per_class=6, missing={0: "image", 1: "image", 7: "text"})
     batch = model.encode(images, texts)
     train_task(model, "first", ["tree", "cake"], batch, labels, FAST, progress=False)
-    lda = model.learner.lda
+    lda = model.learner.lda.full  # over whole features
     assert float(lda.count) == 12 + 2 * 9  # every row, and the 9 complete ones twice more
     complete = batch.has_image & batch.has_text  # (12,)
     no_image = batch.with_presence(batch.has_image & ~complete, batch.has_text)

@@ -94,7 +94,10 @@ def summarise_task(model: ContinualModel, batch: EncodedBatch, targets: torch.Te
         {Modality.IMAGE: output.q_image[present], Modality.TEXT: output.q_text[present]}
     )
     if model.learner.lda is not None:
-        model.learner.lda.add_classes(output.fused, targets[rows], count)
+        as_they_came = torch.arange(len(rows)) < len(batch)  # (M,) the view starts with the batch's own rows
+        model.learner.lda.add_classes(
+            output.fused, targets[rows], count, view.has_image, view.has_text, halves_from=as_they_came
+        )
 
 
 def reconstruction_loss(output, truth: EncodedBatch, lose_image: torch.Tensor, lose_text: torch.Tensor):
