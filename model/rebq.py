@@ -5,12 +5,14 @@ For a batch with masks `has_image (B,)` and `has_text (B,)`, in one vectorised p
 2. the memory pools, queried with the present modality, reconstruct a missing query: a prefix-prompted
    text tower reads its memory prompts in a short prompt-only pass; a feature tower's memory prompt is
    the reconstructed feature itself;
-3. each modality's pool is queried with the real or reconstructed query;
+3. each modality's pool is queried with the real or reconstructed query, over the components its growth
+   strategy lets each row use (`model/strategies/`);
 4. prompted pass of each tower (a feature tower adds its prompt to its query); a missing modality keeps
    its reconstructed query;
 5. the unit-norm features are concatenated and scored by one cosine head over every class seen (what
    training uses) and, with `classifier="lda"`, by a shared-covariance linear discriminant (what
-   predictions rank).
+   predictions rank), which scores a row missing a modality on its present half alone
+   (`model/marginal_lda.py`).
 """
 
 from __future__ import annotations
