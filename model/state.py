@@ -47,26 +47,6 @@ class TaskRecord(StrictModel):
     classes: tuple[str, ...]
 
 
-LEARNER_BEFORE_LDA = {"prompt_tasks": None, "classifier": "cosine"}
-LEARNER_BEFORE_PATTERNS = {"lda_statistics": "pooled"}  # one discriminant for every missing pattern
-
-
-def _learner_before_strategies(learner: dict[str, Any]) -> dict[str, Any]:
-    """A learner written before `strategy` existed, in today's terms: pools grown on the first task only
-    are `first_task`; any other growth is refused, since nothing serves it any more."""
-    older = {**LEARNER_BEFORE_LDA, **learner}
-    layout = {
-        key: older.pop(key, default)
-        for key, default in (("prompt_tasks", None), ("memory_every_task", False), ("text_reconstruction", None))
-    }
-    if layout["prompt_tasks"] != 1 or layout["memory_every_task"] or layout["text_reconstruction"] == "feature":
-        raise ValueError(
-            f"learner: written by an older rebq-serve whose pools grew as {layout}; only pools grown on the "
-            "first task (today's strategy 'first_task') can still be served: train the tasks again"
-        )
-    return {**older, "strategy": "first_task"}
-
-
 class StateManifest(StrictModel):
     format: int = STATE_FORMAT
     version: int = Field(ge=1)
@@ -80,18 +60,15 @@ class StateManifest(StrictModel):
 
     @field_validator("learner", mode="before")
     @classmethod
-    def _older_learners(cls, learner: Any) -> Any:
-        """Manifests written before these fields existed grew their pools every task and had no LDA, or had
-        an LDA with one set of statistics for every missing pattern, or had no strategy."""
-        if not isinstance(learner, dict):
-            return learner
-        learner = {**LEARNER_BEFORE_PATTERNS, **learner}
-        if learner["lda_statistics"] == "by_pattern":
+    def _learner_with_a_strategy(cls, learner: Any) -> Any:
+        """Manifests written before growth strategies lack the per-half discriminants rows missing a
+        modality are scored with: refused, with the reason."""
+        if isinstance(learner, dict) and "strategy" not in learner:
             raise ValueError(
-                "learner: lda_statistics 'by_pattern' (class means by missing pattern) is no longer served: "
-                "train the tasks again"
+                "learner: written by an older rebq-serve, before growth strategies and the per-half "
+                "statistics that score rows missing a modality; train the tasks again"
             )
-        return learner if "strategy" in learner else _learner_before_strategies(learner)
+        return learner
 
     @property
     def classes(self) -> list[str]:

@@ -8,7 +8,6 @@ from model.continual import ContinualModel
 from model.published import POINTER_FILE, load_published, next_version, publish, published_version
 from model.state import (
     StateError,
-    StateManifest,
     StateMismatchError,
     latest_state,
     list_versions,
@@ -123,57 +122,13 @@ def test_staging_folders_are_not_versions(tmp_path):
     assert list_versions(tmp_path) == []
 
 
-def older_manifest(tmp_path, trained, **learner_changes):
-    """The trained model's manifest as an older rebq-serve wrote it: a learner without `strategy`."""
-    state = trained.save(tmp_path, publish_it=False)
-    manifest = json.loads((version_folder(tmp_path, state.version) / "manifest.json").read_text())
-    del manifest["learner"]["strategy"], manifest["learner"]["null_space_energy"]
-    layout = {"prompt_tasks": 1, "memory_every_task": False, "text_reconstruction": "prompt_pass"}
-    manifest["learner"].update({**layout, **learner_changes})
-    return manifest
-
-
-def test_a_manifest_from_before_strategies_loads_as_first_task(tmp_path, trained):
-    manifest = older_manifest(tmp_path, trained)
-    written = StateManifest.model_validate_json(json.dumps(manifest))
-    assert written.learner == trained.config.model_copy(update={"strategy": "first_task"})
-
-
-@pytest.mark.parametrize(
-    "changes",
-    [{"prompt_tasks": None}, {"memory_every_task": True}, {"text_reconstruction": "feature"}],
-    ids=["every-task", "memory-every-task", "feature-text"],
-)
-def test_a_manifest_whose_pools_grew_otherwise_is_refused_with_the_reason(tmp_path, trained, changes):
-    manifest = older_manifest(tmp_path, trained, **changes)
-    with pytest.raises(ValueError, match="only pools grown on the first task .* can still be served"):
-        StateManifest.model_validate_json(json.dumps(manifest))
-
-
-def test_a_manifest_from_before_the_lda_is_refused(tmp_path, trained):
-    manifest = older_manifest(tmp_path, trained)
-    for key in ("prompt_tasks", "classifier", "memory_every_task", "text_reconstruction"):
-        del manifest["learner"][key]
-    with pytest.raises(ValueError, match="'prompt_tasks': None"):
-        StateManifest.model_validate_json(json.dumps(manifest))
-
-
-def test_a_manifest_from_before_pattern_statistics_loads_pooled(tmp_path, tiny_backbone):
-    model = ContinualModel(tiny_backbone, SMALL.model_copy(update={"lda_statistics": "pooled"}))
-    images, texts, labels = samples(["dog", "bus"], per_class=4, missing={1: "text", 6: "image"})
-    batch = model.encode(images, texts)
-    train_task(model, "first", ["dog", "bus"], batch, labels, TrainerConfig(epochs=1), progress=False)
-    state = model.save(tmp_path)
+def test_a_manifest_from_before_growth_strategies_is_refused_with_the_reason(tmp_path, trained, caplog):
+    state = trained.save(tmp_path)
     manifest_path = version_folder(tmp_path, state.version) / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    del manifest["learner"]["lda_statistics"]
+    del manifest["learner"]["strategy"], manifest["learner"]["null_space_energy"]
+    manifest["learner"].update({"prompt_tasks": 1, "memory_every_task": False})  # as an older one wrote it
     manifest_path.write_text(json.dumps(manifest))
-    older = load_state(version_folder(tmp_path, state.version))
-    assert older.manifest.learner.lda_statistics == "pooled" and older.tensors["lda.means"].shape == (2, 1296)
-    restored = ContinualModel.from_state(tiny_backbone, older)
-    with torch.no_grad():
-        torch.testing.assert_close(restored.forward(batch).logits, model.forward(batch).logits)
-    manifest["learner"]["lda_statistics"] = "by_pattern"  # class means by missing pattern: no longer served
-    manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(StateError, match="lda_statistics 'by_pattern' .* is no longer served"):
+    with pytest.raises(StateError, match="before growth strategies and the per-half statistics"):
         load_state(version_folder(tmp_path, state.version))
+    assert latest_state(tmp_path) is None and "train the tasks again" in caplog.text
