@@ -137,24 +137,23 @@ def run_method(
         final = [test.accuracy(model, task) for task in task_classes]
         matrix = [final[: index + 1] for index in range(len(task_classes))]
     seen = test.rows(sum(task_classes, []))
-    predictions = _predict(model, test.batch, seen)
-    by_missing = by_missing_accuracy(predictions, [test.labels[i] for i in seen], [test.presence[i] for i in seen])
-    latency = request_latency_ms(model, test.batch, seen[:LATENCY_REQUESTS])
-    run = {"acc_matrix": matrix, "by_missing": by_missing, "train_seconds": seconds, "latency_ms": latency}
-    if model.learner.lda is not None:
-        filled = filled_predictions(model, test.batch, seen)
-        run["by_missing_filled"] = by_missing_accuracy(
-            filled, [test.labels[i] for i in seen], [test.presence[i] for i in seen]
-        )
+    truth, presence = [test.labels[i] for i in seen], [test.presence[i] for i in seen]
+    with torch.no_grad():
+        output = model.forward(test.batch.select(seen))
+    run = {
+        "acc_matrix": matrix,
+        "by_missing": by_missing_accuracy(_labels(model, output.logits), truth, presence),
+        "train_seconds": seconds,
+        "latency_ms": request_latency_ms(model, test.batch, seen[:LATENCY_REQUESTS]),
+    }
+    if model.learner.lda is not None:  # the missing halves filled in, scored against whole features
+        filled = _labels(model, model.learner.lda.full(output.fused))
+        run["by_missing_filled"] = by_missing_accuracy(filled, truth, presence)
     return run
 
 
-def filled_predictions(model: ContinualModel, batch: EncodedBatch, rows: torch.Tensor) -> list[str]:
-    """Labels when every row, missing a modality or not, is scored against whole features, its missing half
-    filled (reconstructed, or blank): what the served model does instead, marginalising that half."""
-    with torch.no_grad():
-        fused = model.forward(batch.select(rows)).fused  # (b, F)
-    return [model.classes[index] for index in model.learner.lda.full(fused).argmax(-1).tolist()]
+def _labels(model: ContinualModel, scores: torch.Tensor) -> list[str]:
+    return [model.classes[index] for index in scores.argmax(-1).tolist()]  # scores (B, C)
 
 
 def request_latency_ms(model: ContinualModel, batch: EncodedBatch, rows: torch.Tensor) -> float:
