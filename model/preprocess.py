@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 WHITE = (255, 255, 255)
 
@@ -35,8 +35,11 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageTooLargeError(str(error)) from error
+    except UnidentifiedImageError as error:  # its message shows the stream object, not the user's words
+        raise ImageDecodeError("not a PNG, JPEG or WebP image") from error
     except Exception as error:  # PIL raises many types for bad bytes
-        raise ImageDecodeError(f"not a PNG, JPEG or WebP image: {error}") from error
+        damaged = "a PNG, JPEG or WebP image that cannot be decoded (truncated or damaged)"
+        raise ImageDecodeError(damaged) from error
     return image
 
 

@@ -20,9 +20,17 @@ def test_decode_supported_formats(fmt):
     assert image.size == (64, 64)
 
 
-def test_decode_refuses_non_image_bytes():
-    with pytest.raises(ImageDecodeError, match="not a PNG, JPEG or WebP"):
+def test_decode_refuses_non_image_bytes_in_plain_words():
+    with pytest.raises(ImageDecodeError) as refused:
         decode_image(b"GIF89a not really", max_pixels=10_000)
+    assert str(refused.value) == "not a PNG, JPEG or WebP image"  # nothing of PIL's stream object
+
+
+def test_decode_refuses_a_truncated_image_in_plain_words():
+    whole = image_bytes(drawn_image("disk"), "PNG")
+    with pytest.raises(ImageDecodeError) as refused:
+        decode_image(whole[: len(whole) // 2], max_pixels=10_000)
+    assert str(refused.value) == "a PNG, JPEG or WebP image that cannot be decoded (truncated or damaged)"
 
 
 def test_decode_refuses_unsupported_format():
