@@ -16,25 +16,14 @@ from __future__ import annotations
 import torch
 
 from model.batch import EncodedBatch
-from model.lda_classifier import LdaClassifier
+from model.marginal_lda import MarginalLda
 
 REFERENCES = ("mean_fill", "marginalised")
 
 
-def _frozen_halves(batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    return batch.q_image, batch.q_text  # (N, Di), (N, Dt); zero where missing
-
-
-def _fitted(features: torch.Tensor, targets: torch.Tensor, classes: int, shrinkage: float) -> LdaClassifier:
-    lda = LdaClassifier(features.shape[1], shrinkage)
-    lda.add_classes(features, targets, classes)
-    return lda
-
-
 def _mean_filled(batch: EncodedBatch, image_mean: torch.Tensor, text_mean: torch.Tensor) -> torch.Tensor:
-    image, text = _frozen_halves(batch)
-    image = torch.where(batch.has_image.unsqueeze(-1), image, image_mean)  # (N, Di)
-    text = torch.where(batch.has_text.unsqueeze(-1), text, text_mean)  # (N, Dt)
+    image = torch.where(batch.has_image.unsqueeze(-1), batch.q_image, image_mean)  # (N, Di)
+    text = torch.where(batch.has_text.unsqueeze(-1), batch.q_text, text_mean)  # (N, Dt)
     return torch.cat([image, text], dim=-1)  # (N, Di + Dt)
 
 
@@ -42,17 +31,19 @@ def missing_row_predictions(
     train: EncodedBatch, train_targets: torch.Tensor, test: EncodedBatch, classes: int, shrinkage: float
 ) -> dict[str, torch.Tensor]:
     """Each reference's predicted class `(N_test,)` for every test row; only rows missing a modality differ
-    from a plain LDA's, and only those are meant to be read."""
-    image, text = _frozen_halves(train)
-    image_mean = image[train.has_image].mean(0)  # (Di,)
-    text_mean = text[train.has_text].mean(0)  # (Dt,)
-    filled = _fitted(_mean_filled(train, image_mean, text_mean), train_targets, classes, shrinkage)
-    mean_fill = filled(_mean_filled(test, image_mean, text_mean)).argmax(-1)  # (N_test,)
+    from a plain LDA's, and only those are meant to be read.
 
-    image_lda = _fitted(image[train.has_image], train_targets[train.has_image], classes, shrinkage)
-    text_lda = _fitted(text[train.has_text], train_targets[train.has_text], classes, shrinkage)
-    test_image, test_text = _frozen_halves(test)
-    by_image, by_text = image_lda(test_image).argmax(-1), text_lda(test_text).argmax(-1)  # (N_test,) each
-    marginal = torch.where(test.has_image & ~test.has_text, by_image, by_text)
-    marginal = torch.where(test.has_image & test.has_text, mean_fill, marginal)  # complete rows: nothing missing
+    One `MarginalLda` serves both: its whole-feature discriminant, fitted on mean-filled rows, is the mean
+    fill; its half discriminants, fitted on the rows where each half is real, score the missing rows.
+    """
+    image_mean = train.q_image[train.has_image].mean(0)  # (Di,)
+    text_mean = train.q_text[train.has_text].mean(0)  # (Dt,)
+    lda = MarginalLda(train.q_image.shape[1], train.q_text.shape[1], shrinkage)
+    every_row = torch.ones(len(train), dtype=torch.bool)
+    filled = _mean_filled(train, image_mean, text_mean)  # (N, Di + Dt)
+    lda.add_classes(filled, train_targets, classes, train.has_image, train.has_text, halves_from=every_row)
+    test_filled = _mean_filled(test, image_mean, text_mean)  # (N_test, Di + Dt)
+    with torch.no_grad():
+        mean_fill = lda.full(test_filled).argmax(-1)  # (N_test,)
+        marginal = lda(test_filled, test.has_image, test.has_text).argmax(-1)  # complete rows: the full one's
     return {"mean_fill": mean_fill, "marginalised": marginal}
