@@ -34,7 +34,7 @@ from benchmarks.cl_metrics import (
     paired_difference,
     summarise_runs,
 )
-from benchmarks.cmml_plot import plot_results
+from benchmarks.cmml_plot import plot_budgets, plot_results
 from benchmarks.cmml_splits import (
     draw_missing_table,
     grouped_train_test_split,
@@ -71,6 +71,7 @@ class CmmlConfig(StrictModel):
     test_fraction: float = Field(0.3, gt=0, lt=1)
     validation: bool = False  # score on a validation split carved from the training data
     methods: tuple[Method, ...] = Field(METHODS, min_length=1)
+    exemplar_budgets_kib: tuple[int, ...] = ()  # each also runs exemplar_replay with that buffer budget
     learner: LearnerConfig = LearnerConfig()
     trainer: TrainerConfig = TrainerConfig()
 
@@ -107,8 +108,27 @@ class Split:
         return accuracy(_predict(model, self.batch, rows), [self.labels[i] for i in rows])
 
 
+def budget_name(kib: int) -> str:
+    return f"exemplar_replay_{kib}KiB"
+
+
+def method_learners(config: CmmlConfig) -> dict[str, LearnerConfig]:
+    """The learner each run trains: the methods', then exemplar_replay at each budget of the sweep."""
+    learners = {}
+    for method in config.methods:
+        learner = config.learner.model_copy(update={"prompts": method != "head_only"})
+        if method in STRATEGIES:
+            learner = learner.model_copy(update={"strategy": method})
+        learners[method] = learner
+    for kib in config.exemplar_budgets_kib:
+        budget = {"strategy": "exemplar_replay", "exemplar_budget_bytes": kib * 1024}
+        learners[budget_name(kib)] = config.learner.model_copy(update=budget)
+    return learners
+
+
 def run_method(
     method: str,
+    learner: LearnerConfig,
     backbone: Backbone,
     config: CmmlConfig,
     task_classes: list[list[str]],
@@ -117,9 +137,6 @@ def run_method(
     seed: int,
 ) -> dict:
     """Train one method task after task (or jointly), testing it on every task seen after each one."""
-    learner = config.learner.model_copy(update={"prompts": method != "head_only"})
-    if method in STRATEGIES:
-        learner = learner.model_copy(update={"strategy": method})
     trainer = config.trainer.model_copy(update={"seed": seed})
     if method in BLANK_FILLED:  # rows look complete: no pattern to tell apart, nothing to reconstruct
         learner = learner.model_copy(update={"lda_statistics": "pooled"})
@@ -146,9 +163,8 @@ def run_method(
         "train_seconds": seconds,
         "latency_ms": request_latency_ms(model, test.batch, seen[:LATENCY_REQUESTS]),
     }
-    if model.learner.lda is not None:  # the missing halves filled in, scored against whole features
-        filled = _labels(model, model.learner.lda.full(output.fused))
-        run["by_missing_filled"] = by_missing_accuracy(filled, truth, presence)
+    filled = _labels(model, model.learner.lda.full(output.fused))  # missing halves filled in, scored whole
+    run["by_missing_filled"] = by_missing_accuracy(filled, truth, presence)
     return run
 
 
@@ -177,7 +193,8 @@ def run_cmml(config: CmmlConfig, backbone_config: BackboneConfig) -> dict:
     bank = encode_samples(encoder, samples)
     blank = blank_inputs(encoder, getattr(backbone.image, "image_size", 224))
     index_of = {sample.id: i for i, sample in enumerate(samples)}
-    runs: dict[str, list[dict]] = {method: [] for method in config.methods}
+    learners = method_learners(config)
+    runs: dict[str, list[dict]] = {method: [] for method in learners}
     references: dict[str, list[dict]] = {name: [] for name in REFERENCES}
     for seed in range(config.seeds):
         task_classes = split_into_tasks(shuffled_class_order(classes, seed), config.tasks)
@@ -194,11 +211,12 @@ def run_cmml(config: CmmlConfig, backbone_config: BackboneConfig) -> dict:
         train, test = sides
         for name, by_missing in reference_accuracies(train, test, task_classes, config.learner).items():
             references[name].append(by_missing)
-        for method in config.methods:
+        for method, learner in learners.items():
             log.info("seed %d/%d: %s", seed + 1, config.seeds, method)
             if method in BLANK_FILLED:
                 run = run_method(
                     method,
+                    learner,
                     backbone,
                     config,
                     task_classes,
@@ -207,7 +225,7 @@ def run_cmml(config: CmmlConfig, backbone_config: BackboneConfig) -> dict:
                     seed,
                 )
             else:
-                run = run_method(method, backbone, config, task_classes, train, test, seed)
+                run = run_method(method, learner, backbone, config, task_classes, train, test, seed)
             runs[method].append(run)
             log.info("seed %d %s: AP %.1f", seed, method, sum(run["acc_matrix"][-1]) / len(run["acc_matrix"][-1]))
     return {
@@ -312,5 +330,7 @@ def main(config: CmmlConfig, backbone_config: BackboneConfig, out: Path, plot: P
     write_report(out, results)
     if plot is not None:
         plot_results(results, plot)
+        if config.exemplar_budgets_kib:
+            plot_budgets(results, plot.with_name(plot.stem + "-budgets.png"))
     log.info("cmml benchmark took %.0f s", results["config"]["seconds"])
     return results

@@ -75,6 +75,13 @@ def _draw_seen_task_curves(axes, methods: dict[str, dict[str, Any]]) -> None:
     axes.set_title("average accuracy over seen tasks", fontsize=9)
 
 
+def _save(figure, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=DPI, format="png")
+    log.info("wrote %s", path)
+
+
 def plot_results(results: dict[str, Any], path: Path) -> None:
     """Write a PNG of `results["methods"]` (name -> summary from `summarise_runs`) to `path`.
 
@@ -100,9 +107,48 @@ def plot_results(results: dict[str, Any], path: Path) -> None:
         ]
         figure.colorbar(images[-1], ax=heatmap_axes, shrink=0.8, label="accuracy (%)")
         _draw_seen_task_curves(curve_axes, methods)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=DPI, format="png")
+        _save(figure, path)
     finally:
         plt.close(figure)
-    log.info("wrote %s", path)
+
+
+BUDGET_PREFIX, BUDGET_SUFFIX = "exemplar_replay_", "KiB"
+
+
+def budget_points(methods: dict[str, dict[str, Any]]) -> list[tuple[int, float, float]]:
+    """`(budget KiB, AP, its standard deviation)` of each exemplar-buffer budget run, smallest first."""
+    points = []
+    for name, summary in methods.items():
+        if name.startswith(BUDGET_PREFIX) and name.endswith(BUDGET_SUFFIX):
+            kib = int(name[len(BUDGET_PREFIX) : -len(BUDGET_SUFFIX)])
+            points.append((kib, summary["ap"], summary["ap_std"]))
+    return sorted(points)
+
+
+def plot_budgets(results: dict[str, Any], path: Path) -> None:
+    """Write a PNG of AP against the exemplar buffer's budget, with every other method's AP as a line."""
+    methods: dict[str, dict[str, Any]] = results.get("methods") or {}
+    points = budget_points(methods)
+    if not points:
+        raise ValueError("results['methods'] holds no exemplar_replay budget run to plot")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(PANEL_WIDTH_INCHES * 1.5, PANEL_HEIGHT_INCHES), layout="constrained")
+    try:
+        budgets, aps, spreads = zip(*points, strict=True)
+        axes.errorbar(budgets, aps, yerr=spreads, marker="o", capsize=3, label="exemplar_replay")
+        for name, summary in methods.items():
+            if not name.startswith(BUDGET_PREFIX):
+                axes.axhline(summary["ap"], linestyle="--", linewidth=1, label=name, color=f"C{len(axes.lines)}")
+        positive = [budget for budget in budgets if budget > 0]
+        if positive:  # linear below the smallest budget, so that a budget of 0 has a place
+            axes.set_xscale("symlog", linthresh=min(positive))
+        axes.set_xlabel("exemplar buffer budget (KiB)")
+        axes.set_ylabel("average performance (%)")
+        axes.legend(fontsize="small")
+        _save(figure, path)
+    finally:
+        plt.close(figure)

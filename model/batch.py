@@ -49,6 +49,17 @@ class EncodedBatch:
         )
 
 
+def with_halves_hidden(batch: EncodedBatch) -> tuple[torch.Tensor, EncodedBatch]:
+    """Each row of `batch`, then each complete row once with its image and once with its text hidden:
+    which rows of `batch` `(M,)`, and the batch of them."""
+    complete = (batch.has_image & batch.has_text).nonzero().flatten()  # (n,)
+    rows = torch.cat([torch.arange(len(batch)), complete, complete])  # (M,)
+    hidden, shown = torch.zeros(len(complete), dtype=torch.bool), torch.ones(len(complete), dtype=torch.bool)
+    has_image = torch.cat([batch.has_image, hidden, shown])  # (M,)
+    has_text = torch.cat([batch.has_text, shown, hidden])  # (M,)
+    return rows, batch.select(rows).with_presence(has_image, has_text)
+
+
 def scatter_rows(values: torch.Tensor, rows: torch.Tensor, total: int) -> torch.Tensor:
     """`values (b, D)` placed at `rows (b,)` of a zero `(total, D)` tensor."""
     out = torch.zeros(total, *values.shape[1:], dtype=values.dtype)

@@ -85,30 +85,31 @@ class LearnerConfig(StrictModel):
     earlier inputs give them no weight. "first_task": only the first task adds components; later tasks add
     classifier rows only. "modal_prompt": every task adds components and an image and a text prototype;
     each input uses the components of the `route_top_k` tasks whose prototypes are nearest to it.
+    "exemplar_replay": every task adds components; a buffer of at most `exemplar_budget_bytes` of compact
+    exemplars, shared by every class, moves old classes' discriminant means by their exemplars' drift.
     "moincl": every task adds components, trained with the published model's scores over the classes it
     knows, on the new task's rows, as soft targets (temperature `distill_temperature`, weight
     `distill_weight`).
 
-    `classifier`: what predictions rank. "cosine": the cosine head's logits. "lda": a linear
-    discriminant with one shared covariance shrunk by `lda_shrinkage` (see `model/lda_classifier.py`),
-    grown from each task's class means and within-class scatter; the cosine head still trains the
-    prompts. `lda_statistics`: "pooled_with_hidden": one mean per class, over the training rows and each
-    complete one twice more, with either half hidden and reconstructed, so the means and the covariance
-    know reconstructed halves. "pooled": over the training rows as they come, as PromptStates written
-    before this option have (and the benchmark's blank-filled rows, which look complete).
+    The cosine head trains the prompts; predictions rank a linear discriminant with one shared covariance
+    shrunk by `lda_shrinkage` (see `model/lda_classifier.py`), grown from each task's class means and
+    within-class scatter. `lda_statistics`: "pooled_with_hidden": one mean per class, over the training
+    rows and each complete one twice more, with either half hidden and reconstructed, so the means and the
+    covariance know reconstructed halves. "pooled": over the training rows as they come (the benchmark's
+    blank-filled rows, which look complete).
     """
 
-    strategy: Literal["fwd_prompt", "first_task", "modal_prompt", "moincl"] = "first_task"
+    strategy: Literal["fwd_prompt", "first_task", "exemplar_replay", "modal_prompt", "moincl"] = "first_task"
     null_space_energy: float = Field(0.99, gt=0, le=1)
     route_top_k: int = Field(1, ge=1)
     distill_temperature: float = Field(5.0, gt=0)
     distill_weight: float = Field(1.0, ge=0)
+    exemplar_budget_bytes: int = Field(262_144, ge=0, le=2**31)
     components_per_task: int = Field(8, ge=1, le=256)
     prompt_length: int = Field(8, ge=1, le=64)
     memory_components_per_task: int = Field(8, ge=1, le=256)
     memory_prompt_length: int = Field(8, ge=1, le=64)
     head_scale: float = Field(16.0, gt=0)
     prompts: bool = True  # false: no pools at all, only the head grows (an ablation)
-    classifier: Literal["cosine", "lda"] = "lda"
     lda_shrinkage: float = Field(0.5, gt=0, le=1)
     lda_statistics: Literal["pooled_with_hidden", "pooled"] = "pooled_with_hidden"

@@ -35,14 +35,6 @@ class GrowingHead(nn.Module):
         self.freeze_current()
         self.new_weight = nn.Parameter(F.normalize(initial_rows.detach().clone(), dim=-1))
 
-    def set_new_rows(self, rows: torch.Tensor) -> None:
-        """Overwrite the trainable rows with `rows (C_new, F)`, e.g. class prototypes, unit-normalised."""
-        if rows.shape != self.new_weight.shape:
-            expected = tuple(self.new_weight.shape)
-            raise ValueError(f"new head rows: expected shape {expected}, got {tuple(rows.shape)}")
-        with torch.no_grad():
-            self.new_weight.copy_(F.normalize(rows, dim=-1))
-
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         # features (B, F) -> logits (B, C)
         return self.scale * F.normalize(features, dim=-1) @ F.normalize(self.weight(), dim=-1).T

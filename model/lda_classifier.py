@@ -57,6 +57,15 @@ class LdaClassifier(nn.Module):
         self.means = torch.cat([self.means, means.to(self.means.dtype)])
         self.refresh()
 
+    def shift_means(self, drift: torch.Tensor, targets: torch.Tensor) -> None:
+        """Move each class's mean by the mean of its rows' `drift (N, F)` (`targets (N,)`); a class with no
+        row stays where it is."""
+        members = nn.functional.one_hot(targets, self.num_classes).to(torch.float64)  # (N, C)
+        sizes = members.sum(0).clamp(min=1.0).unsqueeze(-1)  # (C, 1)
+        shift = (members.T @ drift.detach().to(torch.float64)) / sizes  # (C, F), zero for a class with no row
+        self.means = (self.means.to(torch.float64) + shift).to(self.means.dtype)
+        self.refresh()
+
     def refresh(self) -> None:
         """Recompute every class's discriminant from the sums."""
         if self.num_classes == 0:

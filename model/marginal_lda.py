@@ -71,6 +71,25 @@ class MarginalLda(nn.Module):
         ):
             part.add_statistics(*_half_statistics(half, targets, real & halves_from, fallback))
 
+    def follow_drift(
+        self,
+        drift: torch.Tensor,
+        targets: torch.Tensor,
+        has_image: torch.Tensor,
+        has_text: torch.Tensor,
+        halves_from: torch.Tensor,
+    ) -> None:
+        """Move the means of classes already learned by how far their rows' features moved, `drift (N, F)`:
+        the whole features' by every row's, each half's by the rows `halves_from (N,)` where that half is
+        real (`has_image`, `has_text (N,)`)."""
+        split = self.image_dim
+        self.full.shift_means(drift, targets)
+        for part, cut, real in (
+            (self.image, slice(None, split), has_image & halves_from),
+            (self.text, slice(split, None), has_text & halves_from),
+        ):
+            part.shift_means(drift[real][:, cut], targets[real])
+
     def forward(self, features: torch.Tensor, has_image: torch.Tensor, has_text: torch.Tensor) -> torch.Tensor:
         # features (B, F), masks (B,) -> discriminants (B, C)
         split = self.image_dim

@@ -10,7 +10,7 @@ For a batch with masks `has_image (B,)` and `has_text (B,)`, in one vectorised p
 4. prompted pass of each tower (a feature tower adds its prompt to its query); a missing modality keeps
    its reconstructed query;
 5. the unit-norm features are concatenated and scored by one cosine head over every class seen (what
-   training uses) and, with `classifier="lda"`, by a shared-covariance linear discriminant (what
+   training uses) and by a shared-covariance linear discriminant (what
    predictions rank), which scores a row missing a modality on its present half alone
    (`model/marginal_lda.py`).
 """
@@ -37,7 +37,7 @@ POOLS = PROMPT_POOLS + MEMORY_POOLS
 
 @dataclass
 class LearnerOutput:
-    logits: torch.Tensor  # (B, C) what predictions rank: the cosine head's logits or the LDA discriminants
+    logits: torch.Tensor  # (B, C) what predictions rank: the discriminants
     fused: torch.Tensor  # (B, Di + Dt), unit norm
     q_hat_image: torch.Tensor  # (B, Di) reconstructed image query, zero where not reconstructed
     q_hat_text: torch.Tensor  # (B, Dt) reconstructed text query, zero where not reconstructed
@@ -56,15 +56,14 @@ class RebQLearner(nn.Module):
         self.image_tower, self.text_tower = image_tower, text_tower
         image_dim, text_dim = image_tower.feature_dim, text_tower.feature_dim
         self.strategy = make_strategy(config, {Modality.IMAGE: image_dim, Modality.TEXT: text_dim})
+        self.strategy.attach_towers(image_tower, text_tower)
         self.image_pool = PromptPool(image_dim, image_tower.prompt_shape(config.prompt_length))
         self.text_pool = PromptPool(text_dim, text_tower.prompt_shape(config.prompt_length))
         # a memory pool is queried with the other modality and yields this modality's reconstruction prompt
         self.image_memory = PromptPool(text_dim, self._memory_shape(image_tower))
         self.text_memory = PromptPool(image_dim, self._memory_shape(text_tower))
         self.head = GrowingHead(image_dim + text_dim, config.head_scale)
-        self.lda = None  # predictions rank the cosine head's logits
-        if config.classifier == "lda":
-            self.lda = MarginalLda(image_dim, text_dim, config.lda_shrinkage)
+        self.lda = MarginalLda(image_dim, text_dim, config.lda_shrinkage)
 
     def _memory_shape(self, tower) -> tuple[int, ...]:
         if self._reads_prompts(tower):
@@ -155,23 +154,21 @@ class RebQLearner(nn.Module):
         reconstructed[rebuild_image] = True
         reconstructed[rebuild_text] = True
         head_logits = self.head(fused)  # (B, C)
-        logits = self.lda(fused, has_image, has_text) if self.lda is not None else head_logits  # (B, C)
+        logits = self.lda(fused, has_image, has_text)  # (B, C)
         return LearnerOutput(logits, fused, q_hat_image, q_hat_text, reconstructed, head_logits, q_image, q_text)
 
     # -- saving ---------------------------------------------------------------------------------------
 
     def export_tensors(self) -> dict[str, torch.Tensor]:
         tensors = {**self.head.export_tensors(), **self.strategy.export_tensors()}
-        if self.lda is not None:
-            tensors.update(self.lda.export_tensors())
+        tensors.update(self.lda.export_tensors())
         for name in POOLS:
             tensors.update(getattr(self, name).export_tensors(name))
         return tensors
 
     def expected_shapes(self, tasks: int, classes: int) -> dict[str, tuple[int, ...]]:
         shapes = {"head.weight": (classes, self.head.feature_dim), **self.strategy.expected_shapes(tasks)}
-        if self.lda is not None:
-            shapes.update(self.lda.expected_shapes(classes))
+        shapes.update(self.lda.expected_shapes(classes))
         for name in PROMPT_POOLS:
             components = self.strategy.prompt_tasks(tasks) * self.config.components_per_task
             shapes.update(getattr(self, name).expected_shapes(name, components))
@@ -183,7 +180,6 @@ class RebQLearner(nn.Module):
     def import_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         self.head.import_tensors(tensors)
         self.strategy.import_tensors(tensors)
-        if self.lda is not None:
-            self.lda.import_tensors(tensors)
+        self.lda.import_tensors(tensors)
         for name in POOLS:
             getattr(self, name).import_tensors(name, tensors)

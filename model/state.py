@@ -62,12 +62,20 @@ class StateManifest(StrictModel):
     @classmethod
     def _learner_with_a_strategy(cls, learner: Any) -> Any:
         """Manifests written before growth strategies lack the per-half discriminants rows missing a
-        modality are scored with: refused, with the reason."""
+        modality are scored with: refused, with the reason. `classifier: lda`, from before the discriminant
+        was the only classifier, says nothing more and is dropped; a cosine one cannot be served."""
         if isinstance(learner, dict) and "strategy" not in learner:
             raise ValueError(
                 "learner: written by an older rebq-serve, before growth strategies and the per-half "
                 "statistics that score rows missing a modality; train the tasks again"
             )
+        if isinstance(learner, dict) and "classifier" in learner:
+            if learner["classifier"] != "lda":
+                raise ValueError(
+                    f"learner.classifier: {learner['classifier']!r} is no longer served, predictions rank the "
+                    "discriminant; train the tasks again"
+                )
+            learner = {key: value for key, value in learner.items() if key != "classifier"}
         return learner
 
     @property

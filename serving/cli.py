@@ -57,6 +57,7 @@ def _bench_cmml(args: argparse.Namespace) -> int:
         min_per_class=args.min_per_class,
         validation=args.validation,
         **({"methods": tuple(args.methods)} if args.methods else {}),
+        exemplar_budgets_kib=tuple(args.exemplar_budgets or ()),
         learner=app.learner,
         trainer=app.trainer,
     )
@@ -223,6 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--methods",
         nargs="+",
         help=f"methods to run ({', '.join(methods)}); default: all",
+    )
+    bench_cmml.add_argument(
+        "--exemplar-budgets",
+        type=int,
+        nargs="+",
+        metavar="KIB",
+        help="also run exemplar_replay with each of these buffer budgets, in KiB (--plot adds *-budgets.png)",
     )
     bench_cmml.add_argument("--out", type=Path, required=True, help="JSON file to write")
     bench_cmml.add_argument("--plot", type=Path, help="PNG file to write")

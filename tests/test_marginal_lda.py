@@ -76,3 +76,23 @@ def test_tasks_one_by_one_save_and_load():
     copy = MarginalLda(image_dim=2, text_dim=1, shrinkage=0.3)
     copy.import_tensors(tensors)
     assert torch.equal(copy(FEATURES, HAS_IMAGE, HAS_TEXT), grown(FEATURES, HAS_IMAGE, HAS_TEXT))
+
+
+def test_following_drift_moves_each_class_by_its_rows_mean_drift():
+    lda = fitted()
+    before = {part.name: part.means.clone() for part in lda.parts}
+    rows = torch.tensor([0, 2, 4, 5])  # class 0 twice (row 2 lacks its text), class 1 twice (row 4 its image)
+    drift = torch.tensor([[1.0, 0.0, 2.0], [3.0, 0.0, 8.0], [0.0, 1.0, 4.0], [0.0, 3.0, 6.0]])  # (4, 3)
+    lda.follow_drift(drift, TARGETS[rows], HAS_IMAGE[rows], HAS_TEXT[rows], halves_from=torch.ones(4, dtype=bool))
+    moved = {
+        "lda": torch.tensor([[2.0, 0.0, 5.0], [0.0, 2.0, 5.0], [0.0, 0.0, 0.0]]),  # class 2 has no row: stays
+        "lda_image": torch.tensor([[2.0, 0.0], [0.0, 3.0], [0.0, 0.0]]),  # row 4 has no real image
+        "lda_text": torch.tensor([[2.0], [5.0], [0.0]]),  # row 2 has no real text
+    }
+    for part in lda.parts:
+        torch.testing.assert_close(part.means - before[part.name], moved[part.name])
+    scores = lda(FEATURES, HAS_IMAGE, HAS_TEXT)
+    refitted = MarginalLda(image_dim=2, text_dim=1, shrinkage=0.3)
+    for part, other in zip(lda.parts, refitted.parts, strict=True):
+        other.add_statistics(part.means, part.scatter, int(part.count))
+    torch.testing.assert_close(scores, refitted(FEATURES, HAS_IMAGE, HAS_TEXT))  # discriminants recomputed

@@ -3,6 +3,7 @@ import json
 import pytest
 import yaml
 
+from benchmarks.cmml_plot import budget_points
 from model.config import LearnerConfig
 from model.state import latest_state, list_versions
 from model.strategies import STRATEGIES
@@ -118,6 +119,21 @@ def test_bench_cmml_runs_every_method(tmp_path, tiny_config, capsys):
     assert main(args + ["--methods", "head_only"]) == 0
     assert set(json.loads(out.read_text())["methods"]) == {"head_only"}
     assert json.loads(out.read_text())["paired"] == {}  # nothing to pair without rebq
+
+
+def test_bench_cmml_sweeps_the_exemplar_budget(tmp_path, tiny_config):
+    data = write_dataset(tmp_path / "data", ["dog", "bus", "tree", "cake"], per_class=6)
+    config = write_config(tmp_path / "config.yaml", tiny_config, epochs=1)
+    out, plot = tmp_path / "cmml.json", tmp_path / "cmml.png"
+    args = ["bench", "cmml", "--data", str(data), "--tasks", "2", "--seeds", "1", "--min-per-class", "4"]
+    args += ["--methods", "head_only", "--exemplar-budgets", "0", "16", "--out", str(out), "--plot", str(plot)]
+    assert main([*args, "--config", str(config)]) == 0
+    results = json.loads(out.read_text())
+    assert list(results["methods"]) == ["head_only", "exemplar_replay_0KiB", "exemplar_replay_16KiB"]
+    assert budget_points(results["methods"]) == [
+        (kib, results["methods"][f"exemplar_replay_{kib}KiB"]["ap"], 0.0) for kib in (0, 16)
+    ]
+    assert (tmp_path / "cmml-budgets.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(args + ["--methods", "rebqq"]) == 2  # refused, naming the choices
 
 

@@ -6,22 +6,19 @@ from model.config import LearnerConfig
 from model.continual import ContinualModel
 from tests.learning_data import samples
 
-# grown by hand, without class statistics: predictions rank the cosine head's logits
-SMALL = LearnerConfig(
-    components_per_task=3,
-    prompt_length=2,
-    memory_components_per_task=3,
-    memory_prompt_length=2,
-    classifier="cosine",
-)
+SMALL = LearnerConfig(components_per_task=3, prompt_length=2, memory_components_per_task=3, memory_prompt_length=2)
 
 
 @pytest.fixture
 def grown(tiny_backbone):
+    """A model grown by hand by one task of two classes, with class statistics of random features."""
     model = ContinualModel(tiny_backbone, SMALL)
-    model.learner.grow(
-        torch.randn(2, model.learner.head.feature_dim), torch.Generator().manual_seed(0), len(model.tasks)
-    )
+    generator = torch.Generator().manual_seed(0)
+    width = model.learner.head.feature_dim
+    model.learner.grow(torch.randn(2, width, generator=generator), generator, len(model.tasks))
+    every = torch.ones(6, dtype=torch.bool)
+    features, targets = torch.randn(6, width, generator=generator), torch.tensor([0, 0, 0, 1, 1, 1])
+    model.learner.lda.add_classes(features, targets, 2, every, every, halves_from=every)
     return model
 
 

@@ -132,3 +132,16 @@ def test_a_manifest_from_before_growth_strategies_is_refused_with_the_reason(tmp
     with pytest.raises(StateError, match="before growth strategies and the per-half statistics"):
         load_state(version_folder(tmp_path, state.version))
     assert latest_state(tmp_path) is None and "train the tasks again" in caplog.text
+
+
+def test_a_manifest_naming_the_discriminant_as_its_classifier_still_loads(tmp_path, trained):
+    state = trained.save(tmp_path)
+    manifest_path = version_folder(tmp_path, state.version) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["learner"]["classifier"] = "lda"  # as the version before the discriminant was the only one wrote it
+    manifest_path.write_text(json.dumps(manifest))
+    assert load_state(version_folder(tmp_path, state.version)).manifest.learner == state.manifest.learner
+    manifest["learner"]["classifier"] = "cosine"
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(StateError, match="learner.classifier: 'cosine' is no longer served"):
+        load_state(version_folder(tmp_path, state.version))

@@ -9,6 +9,7 @@ from model.continual import ContinualModel
 from model.modality import Modality
 from model.published import load_published
 from model.strategies import STRATEGIES
+from model.strategies.exemplar_replay import slot_bytes
 from model.strategies.fwd_prompt import residual_projector
 from model.strategies.modal_prompt import ModalPrompt
 from model.strategies.moincl import SoftTargets
@@ -114,8 +115,12 @@ def test_a_state_of_each_strategy_saves_loads_and_serves_on_onnx(tiny_backbone, 
 def test_modal_prompt_picks_the_tasks_whose_prototypes_are_nearest():
     config = SMALL.model_copy(update={"strategy": "modal_prompt", "route_top_k": 1})
     strategy = ModalPrompt(config, {Modality.IMAGE: 2, Modality.TEXT: 2})
-    strategy.open_task({Modality.IMAGE: torch.tensor([[2.0, 0.0]]), Modality.TEXT: torch.tensor([[0.0, 3.0]])})
-    strategy.open_task({Modality.IMAGE: torch.tensor([[0.0, 1.0]]), Modality.TEXT: torch.tensor([[1.0, 1.0]])})
+    strategy.add_prototypes(
+        {Modality.IMAGE: torch.tensor([[2.0, 0.0]]), Modality.TEXT: torch.tensor([[0.0, 3.0]])}
+    )
+    strategy.add_prototypes(
+        {Modality.IMAGE: torch.tensor([[0.0, 1.0]]), Modality.TEXT: torch.tensor([[1.0, 1.0]])}
+    )
     image = torch.tensor([[1.0, 0.2], [0.1, 1.0], [1.0, 1.0]])  # (3, 2)
     text = torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])  # (3, 2)
     # both modalities: 0.5 cos(image) + 0.5 cos(text); the third row: 0.5 (0.71 + 0) against 0.5 (0.71 + 0.71)
@@ -185,3 +190,62 @@ def old_class_drift(tiny_backbone, weight):
 
 def test_moincl_distillation_keeps_old_class_scores_on_new_rows(tiny_backbone):
     assert old_class_drift(tiny_backbone, 100.0) < 0.1 * old_class_drift(tiny_backbone, 0.0)
+
+
+def replay(budget: int) -> LearnerConfig:
+    return SMALL.model_copy(update={"strategy": "exemplar_replay", "exemplar_budget_bytes": budget})
+
+
+def test_the_exemplar_buffer_never_exceeds_its_budget_and_is_shared_by_every_class(tiny_backbone):
+    probe = ContinualModel(tiny_backbone, replay(0)).learner.strategy
+    slot = slot_bytes(probe.query_dims, probe.text_length)
+    model = ContinualModel(tiny_backbone, replay(9 * slot + slot // 2))  # room for 9 exemplars
+    strategy = model.learner.strategy
+    assert strategy.capacity == 9
+    learn(model, *TASKS[0])
+    assert strategy.buffer["labels"].tolist() == [0, 0, 0, 0, 1, 1, 1, 1, -1]  # 4 each, complete rows first
+    kept = strategy.buffer["has_image"] & strategy.buffer["has_text"]
+    assert kept[:8].all()  # row 0 misses its image, row 7 its text: neither was chosen
+    first_four = strategy.buffer["q_text"][:4].clone()
+    learn(model, *TASKS[1])
+    assert strategy.buffer["labels"].tolist() == [0, 0, 1, 1, 2, 2, 3, 3, -1]  # 9 // 4 each
+    assert torch.equal(strategy.buffer["q_text"][:2], first_four[:2])  # an old class keeps its first exemplars
+    stored = sum(tensor.nbytes for tensor in model.learner.strategy.export_tensors().values())
+    assert stored <= 9 * slot + slot // 2
+
+
+def test_the_exemplar_buffer_survives_a_restart(tiny_backbone, tmp_path):
+    model = ContinualModel(tiny_backbone, replay(100_000))
+    learn(model, *TASKS[0])
+    model.save(tmp_path)
+    restored = ContinualModel.from_state(tiny_backbone, load_published(tmp_path))
+    for name, tensor in model.learner.strategy.buffer.items():
+        assert torch.equal(restored.learner.strategy.buffer[name], tensor), name
+        assert restored.learner.strategy.buffer[name].dtype == tensor.dtype, name
+    assert int(restored.learner.strategy.used.sum()) == 12
+    learn(model, *TASKS[1])
+    learn(restored, *TASKS[1])
+    for name, tensor in model.learner.export_tensors().items():
+        torch.testing.assert_close(restored.learner.export_tensors()[name], tensor, msg=name)
+
+
+def test_old_class_means_follow_their_exemplars_drift(tiny_backbone):
+    model = ContinualModel(tiny_backbone, replay(100_000))  # room for every row of a task
+    first = learn(model, *TASKS[0])
+    rows, seen = with_hidden_halves(model, first)  # (M,): how the first task's statistics were taken
+    targets = torch.tensor([0] * 6 + [1] * 6)[rows]
+    learn(model, *TASKS[1])
+    with torch.no_grad():
+        now = model.forward(seen).fused  # (M, F) under the second task's components
+    drifted = torch.stack([now[targets == label].mean(0) for label in (0, 1)])  # (2, F)
+    means = model.learner.lda.full.means[:2]
+    torch.testing.assert_close(means, drifted, atol=2e-3, rtol=0)  # exemplars' queries are half precision
+    unreplayed = ContinualModel(tiny_backbone, replay(0))
+    learn(unreplayed, *TASKS[0])
+    learn(unreplayed, *TASKS[1])
+    assert float((unreplayed.learner.lda.full.means[:2] - drifted).abs().max()) > 1e-2  # they did drift
+
+
+def test_exemplar_replay_refuses_a_prefix_prompted_image_tower(tiny_vit_backbone):
+    with pytest.raises(ValueError, match="exemplar_replay keeps frozen image features"):
+        ContinualModel(tiny_vit_backbone, replay(100_000))

@@ -10,25 +10,15 @@ from model.config import StrictModel
 
 
 class TrainerConfig(StrictModel):
-    """How one task is trained.
-
-    `head_rows`: what a task's head rows are once it is trained. "trained": the rows the masked
-    cross-entropy learned, which never saw the older classes, so old and new rows are not calibrated
-    against each other (task-recency bias). "prototypes": each new row is set, after training, to its
-    class's mean fused feature under the trained prompts (complete samples where a class has some):
-    every row is then a class mean on the same scale, a nearest-class-mean head. A task that adds no
-    prompt components (see `LearnerConfig.prompt_tasks`) then has nothing to train and takes no step.
-    """
+    """How one task is trained (see `updater/trainer.py`)."""
 
     epochs: int = Field(8, ge=1, le=1000)
     batch_size: int = Field(32, ge=1, le=4096)
     learning_rate: float = Field(0.001, gt=0, le=1)
     reconstruction_weight: float = Field(1.0, ge=0)
     modality_drop: float = Field(0.5, ge=0, le=1)
-    head_rows: Literal["trained", "prototypes"] = "trained"
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where the towers run; auto: the GPU when there is one
-
 
 
 class UpdaterConfig(StrictModel):

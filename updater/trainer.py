@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from model.backbone import load_backbone
-from model.batch import EncodedBatch
+from model.batch import EncodedBatch, with_halves_hidden
 from model.continual import ContinualModel
 from model.devices import place_towers, resolve_device
 from model.modality import Modality
@@ -76,12 +76,7 @@ def with_hidden_halves(model: ContinualModel, batch: EncodedBatch) -> tuple[torc
     """
     if model.learner.config.lda_statistics == "pooled":
         return torch.arange(len(batch)), batch
-    complete = (batch.has_image & batch.has_text).nonzero().flatten()  # (n,)
-    rows = torch.cat([torch.arange(len(batch)), complete, complete])  # (M,)
-    hidden, shown = torch.zeros(len(complete), dtype=torch.bool), torch.ones(len(complete), dtype=torch.bool)
-    has_image = torch.cat([batch.has_image, hidden, shown])  # (M,)
-    has_text = torch.cat([batch.has_text, shown, hidden])  # (M,)
-    return rows, batch.select(rows).with_presence(has_image, has_text)
+    return with_halves_hidden(batch)
 
 
 def summarise_task(model: ContinualModel, batch: EncodedBatch, targets: torch.Tensor, count: int) -> None:
@@ -93,11 +88,10 @@ def summarise_task(model: ContinualModel, batch: EncodedBatch, targets: torch.Te
     model.learner.strategy.observe_task(  # each row's queries, real or reconstructed
         {Modality.IMAGE: output.q_image[present], Modality.TEXT: output.q_text[present]}
     )
-    if model.learner.lda is not None:
-        as_they_came = torch.arange(len(rows)) < len(batch)  # (M,) the view starts with the batch's own rows
-        model.learner.lda.add_classes(
-            output.fused, targets[rows], count, view.has_image, view.has_text, halves_from=as_they_came
-        )
+    as_they_came = torch.arange(len(rows)) < len(batch)  # (M,) the view starts with the batch's own rows
+    model.learner.lda.add_classes(
+        output.fused, targets[rows], count, view.has_image, view.has_text, halves_from=as_they_came
+    )
 
 
 def reconstruction_loss(output, truth: EncodedBatch, lose_image: torch.Tensor, lose_text: torch.Tensor):
@@ -129,19 +123,16 @@ def train_task(
     torch.manual_seed(config.seed)
     class_rows = class_prototypes(model, batch, targets, len(classes))  # (n, F) under the pools as they are
     soft_targets = model.learner.strategy.soft_targets(model.learner, batch)  # before anything grows
-    model.learner.strategy.open_task(
-        {Modality.IMAGE: batch.q_image[batch.has_image], Modality.TEXT: batch.q_text[batch.has_text]}
-    )
+    model.learner.strategy.open_task(model.learner, batch)
     model.learner.grow(class_rows, generator, len(model.tasks))
     first_new = len(model.classes)
     model.tasks.append(TaskRecord(name=name, classes=tuple(classes)))
     trainable = [parameter for parameter in model.learner.parameters() if parameter.requires_grad]
     optimiser = torch.optim.Adam(trainable, lr=config.learning_rate)
-    # a task without new components has nothing to train when its rows become prototypes, or when the LDA,
-    # not the head, ranks predictions (the head only trains prompts)
+    # a task without new components has nothing to train: the discriminant, not the head, ranks predictions,
+    # and the head's rows only serve to train prompts
     rows_only = all(p is model.learner.head.new_weight or p.numel() == 0 for p in trainable)
-    rows_unused = config.head_rows == "prototypes" or model.learner.lda is not None
-    epochs = 0 if rows_only and rows_unused else config.epochs
+    epochs = 0 if rows_only else config.epochs
     steps_per_epoch = -(-len(batch) // config.batch_size)
     bar = tqdm(total=epochs * steps_per_epoch, desc=f"task {name}", disable=not progress, leave=False)
     loss_value, steps = float("nan"), 0
@@ -163,8 +154,7 @@ def train_task(
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.3f}")
     bar.close()
-    if config.head_rows == "prototypes":
-        model.learner.head.set_new_rows(class_prototypes(model, batch, targets, len(classes)))
+    model.learner.strategy.task_trained(model.learner, batch, first_new + targets)
     summarise_task(model, batch, targets, len(classes))
     model.learner.freeze_current()
     seconds = time.perf_counter() - start

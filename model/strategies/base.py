@@ -32,6 +32,9 @@ class GrowthStrategy:
         self.config = config
         self.query_dims = query_dims
 
+    def attach_towers(self, image_tower, text_tower) -> None:
+        """Learn what the strategy needs of the towers it serves, or refuse them with a ValueError."""
+
     def prompt_tasks(self, tasks: int) -> int:
         """How many of `tasks` tasks added components to the prompt pools."""
         return tasks if self.config.prompts else 0
@@ -53,13 +56,17 @@ class GrowthStrategy:
         """A projection `(Dq, Dq)` the new keys of a pool queried with `query` must live in; None: anywhere."""
         return None
 
-    def open_task(self, real_queries: dict[Modality, torch.Tensor]) -> None:
-        """Take note of a task about to be trained: its rows' real queries `(N, Dq)`, by modality."""
+    def open_task(self, learner, batch) -> None:
+        """Take note of a task about to grow the model as published (`learner`), with rows `batch`."""
 
     def soft_targets(self, learner, batch):
         """What the task's training should keep of the model as it is, computed before the pools grow: an
         object whose `loss(scores, rows, lose_image, lose_text)` is added to the loss; None: nothing."""
         return None
+
+    def task_trained(self, learner, batch, targets: torch.Tensor) -> None:
+        """Take note of a trained task's rows `batch` and their classes `targets (N,)` among every class, before
+        the discriminant learns the new classes."""
 
     def observe_task(self, queries: dict[Modality, torch.Tensor]) -> None:
         """Take note of a trained task: the queries `(N, Dq)` its rows put to the pools, by query modality."""

@@ -31,7 +31,13 @@ class ModalPrompt(GrowthStrategy):
             modality: torch.zeros(0, width) for modality, width in query_dims.items()
         }
 
-    def open_task(self, real_queries: dict[Modality, torch.Tensor]) -> None:
+    def open_task(self, learner, batch) -> None:
+        self.add_prototypes(
+            {Modality.IMAGE: batch.q_image[batch.has_image], Modality.TEXT: batch.q_text[batch.has_text]}
+        )
+
+    def add_prototypes(self, real_queries: dict[Modality, torch.Tensor]) -> None:
+        """A new task's prototypes: the mean of its rows' real queries `(N, Dq)`, by modality."""
         for modality, rows in real_queries.items():
             mean = rows.mean(0) if len(rows) else torch.zeros(self.query_dims[modality])  # (Dq,)
             prototype = F.normalize(mean, dim=-1).unsqueeze(0)  # (1, Dq); zero for a modality it never had
