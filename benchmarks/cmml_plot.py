@@ -1,6 +1,6 @@
 """A PNG of continual-learning results: one accuracy-matrix heatmap per method and their seen-task curves.
 
-matplotlib is a development extra: it is imported, with the Agg backend, only when a plot is made.
+matplotlib is imported, with the Agg backend, only when a plot is made.
 """
 
 from __future__ import annotations

@@ -18,6 +18,11 @@ from serving.predictor import Predictor
 from tests.images import drawn_image, image_bytes
 from tests.served_state import learn_and_publish, tiny_app_config
 
+# what a refusal must not show: an object's repr, a traceback, an exception's class name, a module path
+IMPLEMENTATION_WORDS = re.compile(
+    r" object at 0x|Traceback|\b[A-Z]\w*(Error|Exception)\b|<[\w.]+[ >]|\w+\.\w+\.py"
+)
+
 LIMITS = LimitsConfig(max_body_bytes=40_000, max_image_bytes=20_000, max_image_pixels=100 * 100, max_text_chars=40)
 PNG = image_bytes(drawn_image("disk", 48))
 
@@ -113,6 +118,11 @@ def test_multipart_predict(backend):
     assert image_only.status_code == 200 and image_only.json()["missing"] == ["text"]
 
 
+def assert_plain_words(detail: str) -> None:
+    """A refusal names the problem, nothing of the implementation: no object reprs, no exception names."""
+    assert detail and not IMPLEMENTATION_WORDS.search(detail), detail
+
+
 @pytest.mark.parametrize(
     ("kwargs", "status", "field"),
     [
@@ -135,6 +145,7 @@ def test_refusals_name_the_field(backend, kwargs, status, field):
     assert response.status_code == status, response.text
     body = response.json()
     assert body["field"] == field and body["detail"]
+    assert_plain_words(body["detail"])
     if field:
         assert field in body["detail"]
     assert backend.observed[-1][1] == status
@@ -250,4 +261,4 @@ def test_a_saturated_replica_answers_503_with_retry_after(onnx_predictor):
 def test_no_body_gets_a_server_error(backend, path, content_type, body):
     response = call(backend, "POST", path, content=body, headers={"content-type": content_type})
     assert response.status_code < 500 or response.status_code == 503, response.text
-    assert response.json()["detail"]
+    assert_plain_words(response.json()["detail"])
