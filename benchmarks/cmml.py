@@ -50,7 +50,7 @@ from model.config import BackboneConfig, LearnerConfig, StrictModel
 from model.continual import ContinualModel
 from model.dataset import classes_in_order, load_jsonl, split_into_tasks
 from model.modality import Modality
-from model.strategies import STRATEGIES
+from model.strategies import STRATEGIES, GrowthStrategy
 from updater.trainer import TrainerConfig, train_task
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,15 @@ class Split:
         return accuracy(_predict(model, self.batch, rows), [self.labels[i] for i in rows])
 
 
+class NoPools(GrowthStrategy):
+    """`head_only`'s growth: no task adds components, only head rows and class statistics."""
+
+    name = "head_only"
+
+    def prompt_tasks(self, tasks: int) -> int:
+        return 0
+
+
 def budget_name(kib: int) -> str:
     return f"exemplar_replay_{kib}KiB"
 
@@ -116,7 +125,7 @@ def method_learners(config: CmmlConfig) -> dict[str, LearnerConfig]:
     """The learner each run trains: the methods', then exemplar_replay at each budget of the sweep."""
     learners = {}
     for method in config.methods:
-        learner = config.learner.model_copy(update={"prompts": method != "head_only"})
+        learner = config.learner
         if method in STRATEGIES:
             learner = learner.model_copy(update={"strategy": method})
         learners[method] = learner
@@ -138,16 +147,20 @@ def run_method(
 ) -> dict:
     """Train one method task after task (or jointly), testing it on every task seen after each one."""
     trainer = config.trainer.model_copy(update={"seed": seed})
-    if method in BLANK_FILLED:  # rows look complete: no pattern to tell apart, nothing to reconstruct
-        learner = learner.model_copy(update={"lda_statistics": "pooled"})
+    blank_filled = method in BLANK_FILLED  # rows look complete: no pattern to tell apart, nothing to rebuild
+    if blank_filled:
         trainer = trainer.model_copy(update={"modality_drop": 0.0, "reconstruction_weight": 0.0})
     model = ContinualModel(backbone, learner)
+    if method == "head_only":
+        model.learner.strategy = NoPools(learner, model.learner.strategy.query_dims)
     schedule = [sum(task_classes, [])] if method == "joint" else task_classes
     matrix, seconds = [], 0.0
     for index, classes in enumerate(schedule):
         rows = train.rows(classes)
         labels = [train.labels[i] for i in rows]
-        seconds += train_task(model, f"task-{index}", classes, train.batch.select(rows), labels, trainer).seconds
+        batch = train.batch.select(rows)
+        result = train_task(model, f"task-{index}", classes, batch, labels, trainer, hide_halves=not blank_filled)
+        seconds += result.seconds
         if method != "joint":
             matrix.append([test.accuracy(model, task) for task in task_classes[: index + 1]])
     if method == "joint":

@@ -93,10 +93,8 @@ class LearnerConfig(StrictModel):
 
     The cosine head trains the prompts; predictions rank a linear discriminant with one shared covariance
     shrunk by `lda_shrinkage` (see `model/lda_classifier.py`), grown from each task's class means and
-    within-class scatter. `lda_statistics`: "pooled_with_hidden": one mean per class, over the training
-    rows and each complete one twice more, with either half hidden and reconstructed, so the means and the
-    covariance know reconstructed halves. "pooled": over the training rows as they come (the benchmark's
-    blank-filled rows, which look complete).
+    within-class scatter (over the training rows and each complete one twice more, with either half
+    hidden and reconstructed, so that the means and the covariance know reconstructed halves).
     """
 
     strategy: Literal["fwd_prompt", "first_task", "exemplar_replay", "modal_prompt", "moincl"] = "first_task"
@@ -110,6 +108,4 @@ class LearnerConfig(StrictModel):
     memory_components_per_task: int = Field(8, ge=1, le=256)
     memory_prompt_length: int = Field(8, ge=1, le=64)
     head_scale: float = Field(16.0, gt=0)
-    prompts: bool = True  # false: no pools at all, only the head grows (an ablation)
     lda_shrinkage: float = Field(0.5, gt=0, le=1)
-    lda_statistics: Literal["pooled_with_hidden", "pooled"] = "pooled_with_hidden"

@@ -45,7 +45,6 @@ class PromptPool(nn.Module):
         self.new_components = nn.Parameter(torch.zeros(0, self.component_size))  # (M_new, E)
         self.key_projection: torch.Tensor | None = None  # (Dq, Dq) symmetric, applied to the new keys
 
-
     @property
     def size(self) -> int:
         return self.frozen_keys.shape[0] + self.new_keys.shape[0]

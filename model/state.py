@@ -42,6 +42,10 @@ class StateMismatchError(ValueError):
     """A PromptState that does not fit the towers or the learner it is meant for."""
 
 
+# learner keys of earlier manifests, each with the one value that is still served (and now implied)
+RETIRED_LEARNER_KEYS = {"classifier": "lda", "prompts": True, "lda_statistics": "pooled_with_hidden"}
+
+
 class TaskRecord(StrictModel):
     name: str
     classes: tuple[str, ...]
@@ -62,20 +66,21 @@ class StateManifest(StrictModel):
     @classmethod
     def _learner_with_a_strategy(cls, learner: Any) -> Any:
         """Manifests written before growth strategies lack the per-half discriminants rows missing a
-        modality are scored with: refused, with the reason. `classifier: lda`, from before the discriminant
-        was the only classifier, says nothing more and is dropped; a cosine one cannot be served."""
+        modality are scored with: refused, with the reason. A retired key holding the one value still
+        served says nothing more and is dropped; any other value is refused."""
         if isinstance(learner, dict) and "strategy" not in learner:
             raise ValueError(
                 "learner: written by an older rebq-serve, before growth strategies and the per-half "
                 "statistics that score rows missing a modality; train the tasks again"
             )
-        if isinstance(learner, dict) and "classifier" in learner:
-            if learner["classifier"] != "lda":
-                raise ValueError(
-                    f"learner.classifier: {learner['classifier']!r} is no longer served, predictions rank the "
-                    "discriminant; train the tasks again"
-                )
-            learner = {key: value for key, value in learner.items() if key != "classifier"}
+        if isinstance(learner, dict):
+            for key, only in RETIRED_LEARNER_KEYS.items():
+                if key in learner and learner[key] != only:
+                    raise ValueError(
+                        f"learner.{key}: {learner[key]!r} is no longer served (only {only!r} is, and it is "
+                        "implied now); train the tasks again"
+                    )
+            learner = {key: value for key, value in learner.items() if key not in RETIRED_LEARNER_KEYS}
         return learner
 
     @property

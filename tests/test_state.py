@@ -138,10 +138,12 @@ def test_a_manifest_naming_the_discriminant_as_its_classifier_still_loads(tmp_pa
     state = trained.save(tmp_path)
     manifest_path = version_folder(tmp_path, state.version) / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest["learner"]["classifier"] = "lda"  # as the version before the discriminant was the only one wrote it
+    manifest["learner"].update(  # as versions before these were implied wrote them
+        {"classifier": "lda", "prompts": True, "lda_statistics": "pooled_with_hidden"}
+    )
     manifest_path.write_text(json.dumps(manifest))
     assert load_state(version_folder(tmp_path, state.version)).manifest.learner == state.manifest.learner
     manifest["learner"]["classifier"] = "cosine"
     manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(StateError, match="learner.classifier: 'cosine' is no longer served"):
+    with pytest.raises(StateError, match="learner.classifier: 'cosine' is no longer served .only 'lda' is"):
         load_state(version_folder(tmp_path, state.version))

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from model.backbone import load_backbone
+from model.batch import with_halves_hidden
 from model.config import LearnerConfig
 from model.continual import ContinualModel
 from model.modality import Modality
@@ -14,7 +15,7 @@ from model.strategies.fwd_prompt import residual_projector
 from model.strategies.modal_prompt import ModalPrompt
 from model.strategies.moincl import SoftTargets
 from tests.learning_data import samples
-from updater.trainer import TrainerConfig, train_task, with_hidden_halves
+from updater.trainer import TrainerConfig, train_task
 
 SMALL = LearnerConfig(components_per_task=3, prompt_length=2, memory_components_per_task=3, memory_prompt_length=2)
 FAST = TrainerConfig(epochs=6, batch_size=8, learning_rate=0.02)
@@ -62,7 +63,7 @@ def test_fwd_prompt_leaves_earlier_rows_features_unchanged(tiny_backbone):
         tiny_backbone, SMALL.model_copy(update={"strategy": "fwd_prompt", "null_space_energy": 1.0})
     )
     first = learn(model, *TASKS[0])
-    _, seen = with_hidden_halves(model, first)  # the first task's rows, complete ones also with a half hidden
+    _, seen = with_halves_hidden(first)  # the first task's rows, complete ones also with a half hidden
     with torch.no_grad():
         before = model.forward(seen).fused  # (M, F)
     learn(model, *TASKS[1])
@@ -232,7 +233,7 @@ def test_the_exemplar_buffer_survives_a_restart(tiny_backbone, tmp_path):
 def test_old_class_means_follow_their_exemplars_drift(tiny_backbone):
     model = ContinualModel(tiny_backbone, replay(100_000))  # room for every row of a task
     first = learn(model, *TASKS[0])
-    rows, seen = with_hidden_halves(model, first)  # (M,): how the first task's statistics were taken
+    rows, seen = with_halves_hidden(first)  # (M,): how the first task's statistics were taken
     targets = torch.tensor([0] * 6 + [1] * 6)[rows]
     learn(model, *TASKS[1])
     with torch.no_grad():

@@ -66,22 +66,16 @@ def drop_modalities(batch: EncodedBatch, rate: float, generator: torch.Generator
     return batch.with_presence(batch.has_image & ~lose_image, batch.has_text & ~lose_text), lose_image, lose_text
 
 
-def with_hidden_halves(model: ContinualModel, batch: EncodedBatch) -> tuple[torch.Tensor, EncodedBatch]:
-    """The rows a finished task is summarised from: which rows of `batch` `(M,)`, and the batch of them.
+def summarise_task(
+    model: ContinualModel, batch: EncodedBatch, targets: torch.Tensor, count: int, hide_halves: bool = True
+) -> None:
+    """Hand a trained task's queries to the strategy and its class statistics to the discriminant.
 
-    Pooled statistics take the batch as it is. Pooled with hidden halves, they also take each complete
-    row twice more, once with its image and once with its text hidden, so that every class has
-    reconstructed rows of both kinds, reconstructed by the same memory pools that will reconstruct its
-    test rows.
+    The statistics take every row of `batch` and, with `hide_halves`, each complete row twice more, once
+    with its image and once with its text hidden, so that every class has reconstructed rows of both
+    kinds, reconstructed by the same memory pools that will reconstruct its test rows.
     """
-    if model.learner.config.lda_statistics == "pooled":
-        return torch.arange(len(batch)), batch
-    return with_halves_hidden(batch)
-
-
-def summarise_task(model: ContinualModel, batch: EncodedBatch, targets: torch.Tensor, count: int) -> None:
-    """Hand a trained task's queries to the strategy and its class statistics to the discriminant."""
-    rows, view = with_hidden_halves(model, batch)
+    rows, view = with_halves_hidden(batch) if hide_halves else (torch.arange(len(batch)), batch)
     with torch.no_grad():
         output = model.forward(view)
     present = view.has_image | view.has_text  # (M,) rows the pools were asked about
@@ -112,8 +106,12 @@ def train_task(
     labels: list[str],
     config: TrainerConfig,
     progress: bool = True,
+    hide_halves: bool = True,
 ) -> TrainingResult:
-    """Grow `model` by one task of `classes` and train it on `batch` with `labels`; old parts stay frozen."""
+    """Grow `model` by one task of `classes` and train it on `batch` with `labels`; old parts stay frozen.
+
+    `hide_halves=False`: the class statistics take the rows as they come, for inputs whose missing
+    halves were filled in before they came (the benchmark's blank-filled rows)."""
     start = time.perf_counter()
     known = set(model.classes)
     if known & set(classes):
@@ -155,7 +153,7 @@ def train_task(
             bar.set_postfix(loss=f"{loss_value:.3f}")
     bar.close()
     model.learner.strategy.task_trained(model.learner, batch, first_new + targets)
-    summarise_task(model, batch, targets, len(classes))
+    summarise_task(model, batch, targets, len(classes), hide_halves)
     model.learner.freeze_current()
     seconds = time.perf_counter() - start
     log.info(

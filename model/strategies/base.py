@@ -37,7 +37,7 @@ class GrowthStrategy:
 
     def prompt_tasks(self, tasks: int) -> int:
         """How many of `tasks` tasks added components to the prompt pools."""
-        return tasks if self.config.prompts else 0
+        return tasks
 
     def memory_tasks(self, tasks: int) -> int:
         """How many of `tasks` tasks added components to the memory (reconstruction) pools."""
