@@ -1,3 +1,4 @@
+import json
 import random
 
 import pytest
@@ -155,3 +156,18 @@ def test_a_refused_task_can_be_dropped_and_no_longer_holds_the_log_back(tmp_path
     assert updater.status()["committed_offset"] == 0
     updater.drop("feedback-1")
     assert updater.status()["committed_offset"] == 20
+
+
+def test_an_unreadable_holdout_file_is_set_aside_and_the_updater_starts(tmp_path, tiny_backbone, caplog):
+    updater = make(tmp_path, tiny_backbone)
+    updater.accept(feedback(["dog", "bus"], 5))
+    assert updater.train(updater.due()).published
+    holdout = updater.log.folder / "holdout.json"
+    assert json.loads(holdout.read_text()) == {"feedback-1": updater._holdout["feedback-1"]}
+    holdout.write_bytes(holdout.read_bytes()[:7])  # torn, as a disk fault could leave it
+    restarted = make(tmp_path, tiny_backbone)
+    assert restarted._holdout == {} and not holdout.exists()
+    assert (updater.log.folder / "holdout.json.unreadable").read_bytes() == b'{"feedba'[:7]
+    assert "holdout.json is unreadable" in caplog.text
+    restarted.accept(feedback(["tree", "cake"], 4))
+    assert restarted.train("feedback-2").published  # the gate measures what it can

@@ -116,9 +116,21 @@ class Updater:
         return self._learned
 
     def _read_json(self, name: str, missing: Any) -> Any:
-        """The JSON file `name` beside the feedback log, or `missing` while it has not been written."""
+        """The JSON file `name` beside the feedback log, or `missing` while it has not been written.
+
+        An unreadable one (a disk fault: writes are atomic) is set aside as `name.unreadable` with a
+        warning and read as `missing`, so that the updater still starts rather than failing every
+        restart."""
         path = self.log.folder / name
-        return json.loads(path.read_text()) if path.exists() else missing
+        if not path.exists():
+            return missing
+        try:
+            return json.loads(path.read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            aside = path.with_name(name + ".unreadable")
+            path.replace(aside)
+            log.warning("%s is unreadable (%s); set aside as %s, starting without it", path, error, aside.name)
+            return missing
 
     # --- intake ----------------------------------------------------------------------------------
     def accept(self, samples: Sequence[NewFeedback]) -> tuple[int, int]:
@@ -189,7 +201,7 @@ class Updater:
         with self._lock:
             if outcome.published:
                 self._holdout[name] = [r.offset for r in split_holdout(records, self.config.holdout_fraction)[1]]
-                (self.log.folder / HOLDOUT_FILE).write_text(json.dumps(self._holdout))
+                write_atomically(self.log.folder / HOLDOUT_FILE, json.dumps(self._holdout).encode())
                 self._finish(name, len(records))
             else:
                 self.pending[name].tried_with = len(records)
