@@ -7,7 +7,6 @@ SHA-256). It is written to a temporary folder and renamed into place, so a reade
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -221,7 +220,3 @@ def refuse_changed_learner(configured: LearnerConfig, state: PromptState) -> Non
             + "; ".join(changed)
             + "): set it back, or start a new state directory"
         )
-
-
-def manifest_summary(state: PromptState) -> dict[str, Any]:
-    return json.loads(state.manifest.model_dump_json())

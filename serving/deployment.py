@@ -172,7 +172,7 @@ class RebqReplica:
         with self._admission:
             return await self._predict_batch(sample)
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    @serve.batch  # its size and wait are set from the configuration when the replica starts
     async def _predict_batch(self, samples: list[DecodedSample]) -> list[tuple[PredictResponse, BatchInfo]]:
         start = time.perf_counter()
         answers = self.predictor.predict_batch(samples)

@@ -1,6 +1,8 @@
 """The HTTP API as a FastAPI app over a `Backend`: the replica in Serve, or an in-process one in tests.
 
-Routes: POST /v1/predict (JSON or multipart), GET /v1/model, GET /healthz; OpenAPI at /docs.
+Routes: POST /v1/predict (JSON or multipart), GET /v1/model, POST /v1/feedback, POST
+/v1/tasks/{name}/train, DELETE /v1/tasks/{name}, POST /v1/model/rollback, GET /healthz; OpenAPI at
+/openapi.json, drawn at /docs and /redoc from assets served here (`serving/api_docs.py`).
 Every refusal is an `ErrorBody` naming the field at fault.
 """
 
@@ -17,6 +19,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
+from serving.api_docs import add_api_docs
 from serving.auth import CHALLENGE, authorized
 from serving.backend import Backend, Overloaded, UpdaterUnavailable
 from serving.config import LimitsConfig
@@ -37,6 +40,7 @@ from serving.schemas import (
     PredictRequest,
     PredictResponse,
     RollbackRequest,
+    RolledBack,
     TaskDropped,
     TrainStarted,
 )
@@ -204,7 +208,13 @@ def build_http_app(
     token: str | None = None,
     protect_predictions: bool = False,
 ) -> FastAPI:
-    app = FastAPI(title="rebq-serve", description="Predictions with missing modalities, from a continual learner.")
+    app = FastAPI(
+        title="rebq-serve",
+        description="Predictions with missing modalities, from a continual learner.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    add_api_docs(app)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -283,7 +293,7 @@ def build_http_app(
 
     @app.post(
         "/v1/model/rollback",
-        response_model=RollbackRequest,
+        response_model=RolledBack,
         openapi_extra=ROLLBACK_BODY,
         responses={**ERRORS, **NOT_FOUND},
     )

@@ -84,6 +84,10 @@ class TaskDropped(BaseModel):
     dropped: int  # samples that will not be trained
 
 
+class RolledBack(BaseModel):
+    version: int  # the version now published
+
+
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -56,9 +56,6 @@ class UpdaterActor:
         threading.Thread(target=self._train_when_due, name="rebq-trainer", daemon=True).start()
         threading.Thread(target=self._refresh_gauges, name="rebq-gauges", daemon=True).start()
 
-    def ready(self) -> bool:
-        return True
-
     def _refresh_gauges(self) -> None:
         """Keep the gauges exported; a loop of its own, since a training holds the trainer's for minutes."""
         while True:
