@@ -139,13 +139,15 @@ def plot_budgets(results: dict[str, Any], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(PANEL_WIDTH_INCHES * 1.5, PANEL_HEIGHT_INCHES), layout="constrained")
     try:
         budgets, aps, spreads = zip(*points, strict=True)
-        axes.errorbar(budgets, aps, yerr=spreads, marker="o", capsize=3, label="exemplar_replay")
+        label = "exemplar_replay (bars: standard deviation over seeds)"
+        axes.errorbar(budgets, aps, yerr=spreads, marker="o", capsize=3, label=label)
         for name, summary in methods.items():
             if not name.startswith(BUDGET_PREFIX):
                 axes.axhline(summary["ap"], linestyle="--", linewidth=1, label=name, color=f"C{len(axes.lines)}")
         positive = [budget for budget in budgets if budget > 0]
         if positive:  # linear below the smallest budget, so that a budget of 0 has a place
             axes.set_xscale("symlog", linthresh=min(positive))
+            axes.set_xlim(left=0)
         axes.set_xlabel("exemplar buffer budget (KiB)")
         axes.set_ylabel("average performance (%)")
         axes.legend(fontsize="small")
