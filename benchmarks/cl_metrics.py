@@ -112,6 +112,27 @@ def mean_by_missing(by_missing: Sequence[dict[str, float]]) -> dict[str, float]:
     return {key: nan_mean([entry[key] for entry in by_missing if key in entry]) for key in keys}
 
 
+ECE_BINS = 15
+
+
+def expected_calibration_error(
+    confidence: Sequence[float], correct: Sequence[bool], bins: int = ECE_BINS
+) -> float:
+    """Expected calibration error in percent: over `bins` equal-width bins of the top score `confidence`
+    (in [0, 1]), the gap between accuracy and mean confidence, weighted by the bin's share of rows."""
+    if len(confidence) != len(correct) or not confidence:
+        raise ValueError("expected_calibration_error needs as many confidences as outcomes, at least one")
+    total, gap = len(confidence), 0.0
+    members: dict[int, list[int]] = {}
+    for row, score in enumerate(confidence):
+        members.setdefault(min(int(score * bins), bins - 1), []).append(row)
+    for rows in members.values():
+        accuracy = sum(bool(correct[row]) for row in rows) / len(rows)
+        mean_confidence = sum(confidence[row] for row in rows) / len(rows)
+        gap += len(rows) / total * abs(accuracy - mean_confidence)
+    return 100.0 * gap
+
+
 def summarise_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and spread over runs (seeds) of AP, forgetting, last-task accuracy, matrix and missing patterns.
 
@@ -139,6 +160,7 @@ def summarise_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "runs": len(runs),
         "by_missing_runs": [dict(run["by_missing"]) for run in runs],
         **({"latency_ms": statistics.fmean(run["latency_ms"] for run in runs)} if "latency_ms" in runs[0] else {}),
+        **({"ece": statistics.fmean(run["ece"] for run in runs)} if "ece" in runs[0] else {}),
         **(
             {"by_missing_filled": mean_by_missing([run["by_missing_filled"] for run in runs])}
             if "by_missing_filled" in runs[0]

@@ -30,6 +30,7 @@ from benchmarks.cl_metrics import (
     accuracy,
     average_performance,
     by_missing_accuracy,
+    expected_calibration_error,
     mean_by_missing,
     paired_difference,
     summarise_runs,
@@ -170,9 +171,14 @@ def run_method(
     truth, presence = [test.labels[i] for i in seen], [test.presence[i] for i in seen]
     with torch.no_grad():
         output = model.forward(test.batch.select(seen))
+    confidence = torch.softmax(output.logits, dim=-1).max(dim=-1).values  # (R,) the answer's score
+    answers = _labels(model, output.logits)
     run = {
+        "ece": expected_calibration_error(
+            confidence.tolist(), [answer == label for answer, label in zip(answers, truth, strict=True)]
+        ),
         "acc_matrix": matrix,
-        "by_missing": by_missing_accuracy(_labels(model, output.logits), truth, presence),
+        "by_missing": by_missing_accuracy(answers, truth, presence),
         "train_seconds": seconds,
         "latency_ms": request_latency_ms(model, test.batch, seen[:LATENCY_REQUESTS]),
     }
@@ -310,13 +316,17 @@ PAIRED_MEASURES = {"ap": "AP", "missing": "rows missing a modality"}
 
 def format_table(results: dict) -> str:
     header = ["method", "AP", "+-", "forgetting", "+-", "last", "complete", "img miss", "txt miss", "missing"]
-    header += ["train s", "ms/req"]
+    header += ["train s", "ms/req", "ECE"]
     lines = [" ".join(f"{name:>10}" for name in header)]
     for method, summary in results["methods"].items():
         missing = summary["by_missing"]
         figures = [summary[key] for key in ("ap", "ap_std", "forgetting", "forgetting_std", "last")]
         figures += [missing.get(key, float("nan")) for key in (*MISSING_PATTERNS, MISSING_ANY)]
-        figures += [summary["train_seconds"], summary.get("latency_ms", float("nan"))]
+        figures += [
+            summary["train_seconds"],
+            summary.get("latency_ms", float("nan")),
+            summary.get("ece", float("nan")),
+        ]
         lines.append(f"{method:>10} " + " ".join(f"{value:>10.1f}" for value in figures))
     for name, reference in results.get("references", {}).items():
         missing = reference["by_missing"]

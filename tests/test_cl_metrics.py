@@ -7,6 +7,7 @@ from benchmarks.cl_metrics import (
     accuracy,
     average_performance,
     by_missing_accuracy,
+    expected_calibration_error,
     forgetting,
     mean_std,
     paired_difference,
@@ -192,3 +193,14 @@ def test_plot_results_refuses_no_methods(tmp_path):
     with pytest.raises(ValueError, match="no method to plot"):
         plot_results({"methods": {}}, tmp_path / "empty.png")
     assert not (tmp_path / "empty.png").exists()
+
+
+def test_expected_calibration_error_weighs_each_bins_gap_by_its_rows():
+    # bin [14/15, 1]: 0.95 and 0.94, one right (accuracy 0.5, confidence 0.945); bin [3/15, 4/15): 0.25, wrong
+    confidence, correct = [0.95, 0.94, 0.25], [True, False, False]
+    expected = 100 * (2 / 3 * abs(0.5 - 0.945) + 1 / 3 * abs(0.0 - 0.25))
+    assert expected_calibration_error(confidence, correct) == pytest.approx(expected)
+    assert expected_calibration_error([1.0, 1.0], [True, True]) == pytest.approx(0.0)  # a score of 1 has a bin
+    assert expected_calibration_error([0.5] * 4, [True, False] * 2) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="as many confidences as outcomes"):
+        expected_calibration_error([0.5], [])

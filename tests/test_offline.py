@@ -98,6 +98,7 @@ def test_bench_cmml_runs_every_method(tmp_path, tiny_config, capsys):
         assert 0 <= summary["ap"] <= 100
         assert set(summary["by_missing"]) == {"complete", "image_missing", "text_missing", "missing"}
         assert 0 < summary["latency_ms"] < 10_000
+        assert 0 <= summary["ece"] <= 100
     assert results["methods"]["joint"]["forgetting"] == 0.0
     paired = results["paired"]["rebq_minus_prompt_no_rec"]
     ours, theirs = (results["methods"][name]["by_missing"]["missing"] for name in ("rebq", "prompt_no_rec"))
