@@ -232,19 +232,10 @@ def run_cmml(config: CmmlConfig, backbone_config: BackboneConfig) -> dict:
             references[name].append(by_missing)
         for method, learner in learners.items():
             log.info("seed %d/%d: %s", seed + 1, config.seeds, method)
+            sides = (train, test)
             if method in BLANK_FILLED:
-                run = run_method(
-                    method,
-                    learner,
-                    backbone,
-                    config,
-                    task_classes,
-                    train.blank_filled(blank),
-                    test.blank_filled(blank),
-                    seed,
-                )
-            else:
-                run = run_method(method, learner, backbone, config, task_classes, train, test, seed)
+                sides = (train.blank_filled(blank), test.blank_filled(blank))
+            run = run_method(method, learner, backbone, config, task_classes, *sides, seed)
             runs[method].append(run)
             log.info("seed %d %s: AP %.1f", seed, method, sum(run["acc_matrix"][-1]) / len(run["acc_matrix"][-1]))
     return {

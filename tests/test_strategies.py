@@ -10,7 +10,6 @@ from model.continual import ContinualModel
 from model.modality import Modality
 from model.published import load_published
 from model.strategies import STRATEGIES
-from model.strategies.exemplar_replay import slot_bytes
 from model.strategies.fwd_prompt import residual_projector
 from model.strategies.modal_prompt import ModalPrompt
 from model.strategies.moincl import SoftTargets
@@ -199,7 +198,9 @@ def replay(budget: int) -> LearnerConfig:
 
 def test_the_exemplar_buffer_never_exceeds_its_budget_and_is_shared_by_every_class(tiny_backbone):
     probe = ContinualModel(tiny_backbone, replay(0)).learner.strategy
-    slot = slot_bytes(probe.query_dims, probe.text_length)
+    slot, length = probe.slot_bytes, probe.text_length
+    # both queries in half precision, int32 token ids, a bool mask, an int64 label, two presence flags
+    assert slot == 2 * sum(probe.query_dims.values()) + 4 * length + length + 8 + 2
     model = ContinualModel(tiny_backbone, replay(9 * slot + slot // 2))  # room for 9 exemplars
     strategy = model.learner.strategy
     assert strategy.capacity == 9

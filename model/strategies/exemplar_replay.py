@@ -31,22 +31,13 @@ from model.modality import Modality
 from model.strategies.base import GrowthStrategy
 from model.tower import PromptKind
 
-FIELDS = ("labels", "has_image", "has_text", "q_image", "q_text", "input_ids", "attention_mask")
-
-
-def slot_bytes(query_dims: dict[Modality, int], text_length: int) -> int:
-    """Bytes one exemplar takes: both queries in half precision, int32 token ids, a bool mask, its label and
-    presence flags."""
-    queries = 2 * (query_dims[Modality.IMAGE] + query_dims[Modality.TEXT])
-    return queries + 4 * text_length + text_length + 8 + 2
-
 
 class ExemplarReplay(GrowthStrategy):
     name = "exemplar_replay"
 
     def __init__(self, config: LearnerConfig, query_dims: dict[Modality, int]):
         super().__init__(config, query_dims)
-        self.text_length, self.capacity = 0, 0  # known once the towers are attached
+        self.text_length, self.slot_bytes, self.capacity = 0, 0, 0  # known once the towers are attached
         self.buffer = self._empty(0)
         self._before: torch.Tensor | None = None  # (M, F) exemplar features under the published model
 
@@ -57,7 +48,8 @@ class ExemplarReplay(GrowthStrategy):
                 "tower (ViT) cannot be prompted from; use the efficientnet image tower or another strategy"
             )
         self.text_length = int(text_tower.describe()["max_length"])
-        self.capacity = self.config.exemplar_budget_bytes // slot_bytes(self.query_dims, self.text_length)
+        self.slot_bytes = sum(tensor.nbytes for tensor in self._empty(1).values())  # one exemplar, stored
+        self.capacity = self.config.exemplar_budget_bytes // self.slot_bytes
         self.buffer = self._empty(self.capacity)
 
     def _empty(self, slots: int) -> dict[str, torch.Tensor]:
@@ -123,7 +115,7 @@ class ExemplarReplay(GrowthStrategy):
         )  # (n,)
         new = self._compact(batch.select(chosen), targets[chosen])
         buffer = self._empty(self.capacity)
-        for name in FIELDS:
+        for name in buffer:
             rows = torch.cat([old[name], new[name]])
             buffer[name][: len(rows)] = rows
         self.buffer = buffer
@@ -153,7 +145,7 @@ class ExemplarReplay(GrowthStrategy):
         return {f"exemplar_replay.{name}": tensor.clone() for name, tensor in self.buffer.items()}
 
     def import_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.buffer = {name: tensors[f"exemplar_replay.{name}"].clone() for name in FIELDS}
+        self.buffer = {name: tensors[f"exemplar_replay.{name}"].clone() for name in self.buffer}
 
     def expected_shapes(self, tasks: int) -> dict[str, tuple[int, ...]]:
         empty = self._empty(self.capacity)
