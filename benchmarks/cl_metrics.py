@@ -1,4 +1,4 @@
-"""Continual-learning metrics, all in percent.
+"""Continual-learning metrics, all in percent but the AUROC (a fraction).
 
 An accuracy matrix is a list of rows: row `t` holds `t + 1` accuracies, entry `j` being the accuracy on
 task `j` after learning task `t`.
@@ -10,6 +10,8 @@ import math
 import statistics
 from collections.abc import Sequence
 from typing import Any
+
+import torch
 
 from model.modality import Modality, missing_pattern
 
@@ -133,6 +135,44 @@ def expected_calibration_error(
     return 100.0 * gap
 
 
+def unknown_auroc(known: Sequence[float], unknown: Sequence[float]) -> float:
+    """Area under the ROC curve of telling rows of unlearned classes from learned ones by a novelty score
+    (higher: more likely unknown): the chance that an unknown row outscores a known one, ties half."""
+    if not known or not unknown:
+        raise ValueError("unknown_auroc needs at least one known and one unknown row")
+    known_scores = torch.tensor(known, dtype=torch.float64).unsqueeze(0)  # (1, K)
+    unknown_scores = torch.tensor(unknown, dtype=torch.float64).unsqueeze(1)  # (U, 1)
+    wins = (unknown_scores > known_scores).double() + 0.5 * (unknown_scores == known_scores).double()  # (U, K)
+    return float(wins.mean())
+
+
+AVERAGED = ("latency_ms", "unknown_auroc", "unknown_auroc_msp")  # averaged over runs when runs carry them
+FLOOR_DRAWS = 200
+
+
+def calibration_floor(confidence: Sequence[float], draws: int = FLOOR_DRAWS) -> float:
+    """The expected calibration error of a perfectly calibrated predictor with these confidences: each
+    outcome drawn right with its confidence's probability, the mean over `draws` (a fixed seed). With a
+    few hundred rows it is several points; a measured ECE near it is within noise of calibrated."""
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.tensor(confidence, dtype=torch.float64)  # (N,)
+    outcomes = torch.rand(draws, len(scores), generator=generator, dtype=torch.float64) < scores  # (D, N)
+    return statistics.fmean(expected_calibration_error(confidence, row) for row in outcomes.tolist())
+
+
+def pooled_calibration(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """ECE over every run's test rows pooled (seeds draw different splits of one population, so pooling
+    cuts the binning noise that inflates each run's own ECE), before and after calibration, and its floor."""
+    confidence = [score for run in runs for score in run["confidence"]]
+    correct = [flag for run in runs for flag in run["correct"]]
+    uncalibrated = [score for run in runs for score in run["confidence_uncalibrated"]]
+    return {
+        "ece": expected_calibration_error(confidence, correct),
+        "ece_uncalibrated": expected_calibration_error(uncalibrated, correct),
+        "ece_floor": calibration_floor(confidence),
+    }
+
+
 def summarise_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and spread over runs (seeds) of AP, forgetting, last-task accuracy, matrix and missing patterns.
 
@@ -159,8 +199,8 @@ def summarise_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "train_seconds": statistics.fmean(run["train_seconds"] for run in runs),
         "runs": len(runs),
         "by_missing_runs": [dict(run["by_missing"]) for run in runs],
-        **({"latency_ms": statistics.fmean(run["latency_ms"] for run in runs)} if "latency_ms" in runs[0] else {}),
-        **({"ece": statistics.fmean(run["ece"] for run in runs)} if "ece" in runs[0] else {}),
+        **{key: nan_mean([run[key] for run in runs]) for key in AVERAGED if key in runs[0]},
+        **(pooled_calibration(runs) if "confidence" in runs[0] else {}),
         **(
             {"by_missing_filled": mean_by_missing([run["by_missing_filled"] for run in runs])}
             if "by_missing_filled" in runs[0]

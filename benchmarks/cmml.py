@@ -30,10 +30,10 @@ from benchmarks.cl_metrics import (
     accuracy,
     average_performance,
     by_missing_accuracy,
-    expected_calibration_error,
     mean_by_missing,
     paired_difference,
     summarise_runs,
+    unknown_auroc,
 )
 from benchmarks.cmml_plot import plot_budgets, plot_results
 from benchmarks.cmml_splits import (
@@ -52,6 +52,7 @@ from model.continual import ContinualModel
 from model.dataset import classes_in_order, load_jsonl, split_into_tasks
 from model.modality import Modality
 from model.strategies import STRATEGIES, GrowthStrategy
+from updater.holdout import held_back
 from updater.trainer import TrainerConfig, train_task
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ class CmmlConfig(StrictModel):
     validation: bool = False  # score on a validation split carved from the training data
     methods: tuple[Method, ...] = Field(METHODS, min_length=1)
     exemplar_budgets_kib: tuple[int, ...] = ()  # each also runs exemplar_replay with that buffer budget
+    holdout_fraction: float = Field(0.2, ge=0, lt=1)  # of each task's training rows, held back to calibrate
+    # (the configuration's `updater.holdout_fraction`, as the updater holds back feedback)
     learner: LearnerConfig = LearnerConfig()
     trainer: TrainerConfig = TrainerConfig()
 
@@ -103,6 +106,17 @@ class Split:
         filled = Split(fill_blanks(self.batch, blank), self.labels)
         filled.presence = self.presence
         return filled
+
+    def select(self, rows: torch.Tensor) -> Split:
+        picked = rows.tolist()
+        part = Split(self.batch.select(rows), [self.labels[i] for i in picked])
+        part.presence = [self.presence[i] for i in picked]
+        return part
+
+    def held_back(self, fraction: float) -> tuple[Split, Split]:
+        """The rows to train on and the rows held back to calibrate, as the updater holds back feedback."""
+        held = torch.tensor(held_back(self.labels, fraction), dtype=torch.bool)  # (N,)
+        return self.select((~held).nonzero().flatten()), self.select(held.nonzero().flatten())
 
     def accuracy(self, model: ContinualModel, classes: list[str]) -> float:
         rows = self.rows(classes)
@@ -143,6 +157,7 @@ def run_method(
     config: CmmlConfig,
     task_classes: list[list[str]],
     train: Split,
+    held: Split,
     test: Split,
     seed: int,
 ) -> dict:
@@ -155,28 +170,36 @@ def run_method(
     if method == "head_only":
         model.learner.strategy = NoPools(learner, model.learner.strategy.query_dims)
     schedule = [sum(task_classes, [])] if method == "joint" else task_classes
-    matrix, seconds = [], 0.0
+    matrix, seconds, stages = [], 0.0, []
     for index, classes in enumerate(schedule):
         rows = train.rows(classes)
         labels = [train.labels[i] for i in rows]
         batch = train.batch.select(rows)
         result = train_task(model, f"task-{index}", classes, batch, labels, trainer, hide_halves=not blank_filled)
         seconds += result.seconds
+        calibration_rows = held.rows(model.classes)  # every task's held-back rows so far
+        if len(calibration_rows):
+            model.calibrate(held.batch.select(calibration_rows), [held.labels[i] for i in calibration_rows])
         if method != "joint":
             matrix.append([test.accuracy(model, task) for task in task_classes[: index + 1]])
+            if index + 1 < len(schedule):
+                stages.append(novelty_scores(model, test, sum(task_classes[: index + 1], [])))
     if method == "joint":
         final = [test.accuracy(model, task) for task in task_classes]
         matrix = [final[: index + 1] for index in range(len(task_classes))]
     seen = test.rows(sum(task_classes, []))
     truth, presence = [test.labels[i] for i in seen], [test.presence[i] for i in seen]
+    batch = test.batch.select(seen)
     with torch.no_grad():
-        output = model.forward(test.batch.select(seen))
-    confidence = torch.softmax(output.logits, dim=-1).max(dim=-1).values  # (R,) the answer's score
+        output = model.forward(batch)
+        probabilities, _ = model.scores(output, batch)  # (R, C) calibrated
     answers = _labels(model, output.logits)
+    right = [answer == label for answer, label in zip(answers, truth, strict=True)]
     run = {
-        "ece": expected_calibration_error(
-            confidence.tolist(), [answer == label for answer, label in zip(answers, truth, strict=True)]
-        ),
+        "confidence": probabilities.max(-1).values.tolist(),
+        "confidence_uncalibrated": output.logits.softmax(-1).max(-1).values.tolist(),
+        "correct": right,
+        **novelty_detection(stages),
         "acc_matrix": matrix,
         "by_missing": by_missing_accuracy(answers, truth, presence),
         "train_seconds": seconds,
@@ -185,6 +208,35 @@ def run_method(
     filled = _labels(model, model.learner.lda.full(output.fused))  # missing halves filled in, scored whole
     run["by_missing_filled"] = by_missing_accuracy(filled, truth, presence)
     return run
+
+
+def novelty_scores(model: ContinualModel, test: Split, learned: list[str]) -> dict[str, list[float]]:
+    """Each test row's novelty (the served one, and one minus the top calibrated probability), split into
+    rows of the classes `learned` so far and rows of classes still to come."""
+    with torch.no_grad():
+        output = model.forward(test.batch)
+        probabilities, novelty = model.scores(output, test.batch)  # (N, C), (N,)
+    known = torch.tensor([label in set(learned) for label in test.labels])  # (N,)
+    by_probability = 1 - probabilities.max(-1).values  # (N,)
+    return {
+        "known": novelty[known].tolist(),
+        "unknown": novelty[~known].tolist(),
+        "known_msp": by_probability[known].tolist(),
+        "unknown_msp": by_probability[~known].tolist(),
+    }
+
+
+def novelty_detection(stages: list[dict[str, list[float]]]) -> dict[str, float]:
+    """AUROC of telling unlearned classes' test rows from learned ones, the mean over the stages before the
+    last task: by the served novelty, and by the top calibrated probability (the baseline it is compared with)."""
+    if not stages:
+        return {}
+    return {
+        "unknown_auroc": statistics.fmean(unknown_auroc(stage["known"], stage["unknown"]) for stage in stages),
+        "unknown_auroc_msp": statistics.fmean(
+            unknown_auroc(stage["known_msp"], stage["unknown_msp"]) for stage in stages
+        ),
+    }
 
 
 def _labels(model: ContinualModel, scores: torch.Tensor) -> list[str]:
@@ -227,14 +279,14 @@ def run_cmml(config: CmmlConfig, backbone_config: BackboneConfig) -> dict:
             rows = torch.tensor([index_of[sample.id] for sample in part])
             table = draw_missing_table(len(part), config.missing_rate, config.missing_type, table_seed)
             sides.append(Split(with_table(bank.select(rows), table), [sample.label for sample in part]))
-        train, test = sides
+        (train, held), test = sides[0].held_back(config.holdout_fraction), sides[1]
         for name, by_missing in reference_accuracies(train, test, task_classes, config.learner).items():
             references[name].append(by_missing)
         for method, learner in learners.items():
             log.info("seed %d/%d: %s", seed + 1, config.seeds, method)
-            sides = (train, test)
+            sides = (train, held, test)
             if method in BLANK_FILLED:
-                sides = (train.blank_filled(blank), test.blank_filled(blank))
+                sides = tuple(side.blank_filled(blank) for side in sides)
             run = run_method(method, learner, backbone, config, task_classes, *sides, seed)
             runs[method].append(run)
             log.info("seed %d %s: AP %.1f", seed, method, sum(run["acc_matrix"][-1]) / len(run["acc_matrix"][-1]))
@@ -307,7 +359,7 @@ PAIRED_MEASURES = {"ap": "AP", "missing": "rows missing a modality"}
 
 def format_table(results: dict) -> str:
     header = ["method", "AP", "+-", "forgetting", "+-", "last", "complete", "img miss", "txt miss", "missing"]
-    header += ["train s", "ms/req", "ECE"]
+    header += ["train s", "ms/req", "ECE", "ECE floor", "ECE raw", "unk AUROC"]
     lines = [" ".join(f"{name:>10}" for name in header)]
     for method, summary in results["methods"].items():
         missing = summary["by_missing"]
@@ -317,8 +369,11 @@ def format_table(results: dict) -> str:
             summary["train_seconds"],
             summary.get("latency_ms", float("nan")),
             summary.get("ece", float("nan")),
+            summary.get("ece_floor", float("nan")),
+            summary.get("ece_uncalibrated", float("nan")),
         ]
-        lines.append(f"{method:>10} " + " ".join(f"{value:>10.1f}" for value in figures))
+        auroc = summary.get("unknown_auroc", float("nan"))  # a fraction
+        lines.append(f"{method:>10} " + " ".join(f"{value:>10.1f}" for value in figures) + f" {auroc:>10.3f}")
     for name, reference in results.get("references", {}).items():
         missing = reference["by_missing"]
         figures = [missing.get(key, float("nan")) for key in (*MISSING_PATTERNS, MISSING_ANY)]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +12,33 @@ import torch
 from PIL import Image
 
 from model.backbone import Backbone
-from model.batch import EncodedBatch, encode_batch
+from model.batch import EncodedBatch, encode_batch, with_halves_hidden
+from model.calibration import Calibration
 from model.config import LearnerConfig
 from model.published import next_version, publish
 from model.rebq import LearnerOutput, RebQLearner
 from model.state import PromptState, TaskRecord, check_compatible, refuse_changed_learner, save_state
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Prediction:
     labels: list[str]  # best first
-    scores: list[float]  # softmax probabilities, best first
+    scores: list[float]  # calibrated probabilities, best first
     reconstructed: bool
+    known: bool  # within the open-set threshold of a class learned: False means none of them, likely
+
+
+def _calibrated(state: PromptState) -> PromptState:
+    """`state`, or a version saved before calibration with the uncalibrated values filled in."""
+    missing = {name: tensor for name, tensor in Calibration.uncalibrated().items() if name not in state.tensors}
+    if not missing:
+        return state
+    log.warning(
+        "PromptState version %d has no calibration: scores are uncalibrated, every answer known", state.version
+    )
+    return replace(state, tensors={**state.tensors, **missing})
 
 
 class ContinualModel:
@@ -36,6 +52,7 @@ class ContinualModel:
     @classmethod
     def from_state(cls, backbone: Backbone, state: PromptState) -> ContinualModel:
         """A model serving `state`; refused with a message naming the difference if it does not fit."""
+        state = _calibrated(state)
         model = cls(backbone, state.manifest.learner)
         expected = model.learner.expected_shapes(len(state.manifest.tasks), len(state.manifest.classes))
         check_compatible(state, backbone.fingerprint, state.manifest.learner, expected)
@@ -68,16 +85,41 @@ class ContinualModel:
             raise RuntimeError("no task has been learned yet")
         with torch.no_grad():
             output = self.learner(batch)
-        probabilities = output.logits.softmax(dim=-1)  # (B, C)
+            probabilities, novelty = self.scores(output, batch)  # (B, C), (B,)
         k = min(top_k, probabilities.shape[1])
         scores, indices = probabilities.topk(k, dim=-1)  # (B, k)
         classes = self.classes
         return [
-            Prediction([classes[i] for i in row_indices], row_scores, bool(rebuilt))
-            for row_indices, row_scores, rebuilt in zip(
-                indices.tolist(), scores.tolist(), output.reconstructed.tolist(), strict=True
+            Prediction([classes[i] for i in row_indices], row_scores, bool(rebuilt), bool(known))
+            for row_indices, row_scores, rebuilt, known in zip(
+                indices.tolist(),
+                scores.tolist(),
+                output.reconstructed.tolist(),
+                (novelty <= 1).tolist(),
+                strict=True,
             )
         ]
+
+    def scores(self, output: LearnerOutput, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Calibrated probabilities `(B, C)` and novelty `(B,)` (above 1: unknown) of the learner's `output`."""
+        learner, has_image, has_text = self.learner, batch.has_image, batch.has_text
+        probabilities = learner.calibration.probabilities(output.logits, has_image, has_text)
+        distances = learner.lda.distance(output.fused, has_image, has_text)  # (B,)
+        return probabilities, learner.calibration.novelty(distances, has_image, has_text)
+
+    def calibrate(self, batch: EncodedBatch, labels: Sequence[str]) -> None:
+        """Fit the temperatures and open-set thresholds on held-back samples of learned classes, each
+        complete one also with either half hidden, so that every pattern is fitted where samples allow."""
+        index = {name: position for position, name in enumerate(self.classes)}
+        unknown = sorted(set(labels) - set(index))
+        if unknown:
+            raise ValueError(f"calibration samples of classes not learned: {unknown}")
+        rows, view = with_halves_hidden(batch)
+        targets = torch.tensor([index[label] for label in labels])[rows]  # (M,)
+        with torch.no_grad():
+            output = self.learner(view)
+            distances = self.learner.lda.distance(output.fused, view.has_image, view.has_text)  # (M,)
+        self.learner.calibration.fit(output.logits, distances, targets, view.has_image, view.has_text)
 
     def save(self, directory: Path, notes: dict[str, Any] | None = None, publish_it: bool = True) -> PromptState:
         """Write the current tensors as the next version in `directory` and, unless told not to, publish it."""

@@ -26,6 +26,7 @@ class LdaClassifier(nn.Module):
         self.register_buffer("count", torch.zeros((), dtype=torch.float64))  # samples behind the scatter
         self.register_buffer("weight", torch.zeros(0, feature_dim))  # (C, F) derived: Sigma^-1 mu
         self.register_buffer("bias", torch.zeros(0))  # (C,) derived: -mu Sigma^-1 mu / 2
+        self.register_buffer("precision", torch.zeros(feature_dim, feature_dim))  # (F, F) derived: Sigma^-1
 
     @property
     def num_classes(self) -> int:
@@ -71,12 +72,20 @@ class LdaClassifier(nn.Module):
         if self.num_classes == 0:
             return
         means = self.means.to(torch.float64)  # (C, F)
-        weight = torch.linalg.solve(self.covariance(), means.T).T  # (C, F)
+        precision = torch.linalg.inv(self.covariance())  # (F, F)
+        weight = means @ precision  # (C, F), the covariance is symmetric
+        self.precision = precision.to(torch.float32)
         self.weight = weight.to(torch.float32)
         self.bias = (-0.5 * (weight * means).sum(-1)).to(torch.float32)  # (C,)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return features @ self.weight.T + self.bias  # (B, F) -> discriminants (B, C)
+
+    def distance(self, features: torch.Tensor) -> torch.Tensor:
+        """Squared Mahalanobis distance `(B,)` of `features (B, F)` to the nearest class mean: the quadratic
+        term the discriminants leave out, less twice the best discriminant."""
+        quadratic = ((features @ self.precision) * features).sum(-1)  # (B,)
+        return (quadratic - 2 * self(features).max(-1).values).clamp(min=0.0)
 
     def export_tensors(self) -> dict[str, torch.Tensor]:
         return {f"{self.name}.{key}": getattr(self, key).clone() for key in STATISTICS}

@@ -98,6 +98,20 @@ class MarginalLda(nn.Module):
         missing_one = torch.where(has_image.unsqueeze(-1), by_image, by_text)  # (B, C)
         return torch.where((has_image & has_text).unsqueeze(-1), complete, missing_one)
 
+    def distance(self, features: torch.Tensor, has_image: torch.Tensor, has_text: torch.Tensor) -> torch.Tensor:
+        """Squared distance `(B,)` of `features (B, F)` to the nearest class, each row measured by the part
+        that scores it (masks `(B,)`): only those rows go through each part's precision matrix."""
+        split = self.image_dim
+        distances = torch.zeros(len(features))  # (B,)
+        for part, rows, cut in (
+            (self.full, has_image & has_text, slice(None)),
+            (self.image, has_image & ~has_text, slice(None, split)),
+            (self.text, ~has_image & has_text, slice(split, None)),
+        ):
+            if rows.any():
+                distances[rows] = part.distance(features[rows][:, cut])
+        return distances
+
     def export_tensors(self) -> dict[str, torch.Tensor]:
         return {name: tensor for part in self.parts for name, tensor in part.export_tensors().items()}
 

@@ -12,7 +12,8 @@ For a batch with masks `has_image (B,)` and `has_text (B,)`, in one vectorised p
 5. the unit-norm features are concatenated and scored by one cosine head over every class seen (what
    training uses) and by a shared-covariance linear discriminant (what
    predictions rank), which scores a row missing a modality on its present half alone
-   (`model/marginal_lda.py`).
+   (`model/marginal_lda.py`); a temperature per missing pattern turns its scores into probabilities
+   (`model/calibration.py`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.batch import EncodedBatch, scatter_rows
+from model.calibration import Calibration
 from model.config import LearnerConfig
 from model.head import GrowingHead
 from model.marginal_lda import MarginalLda
@@ -64,6 +66,7 @@ class RebQLearner(nn.Module):
         self.text_memory = PromptPool(image_dim, self._memory_shape(text_tower))
         self.head = GrowingHead(image_dim + text_dim, config.head_scale)
         self.lda = MarginalLda(image_dim, text_dim, config.lda_shrinkage)
+        self.calibration = Calibration()  # refitted on held-back samples after each task
 
     def _memory_shape(self, tower) -> tuple[int, ...]:
         if self._reads_prompts(tower):
@@ -162,6 +165,7 @@ class RebQLearner(nn.Module):
     def export_tensors(self) -> dict[str, torch.Tensor]:
         tensors = {**self.head.export_tensors(), **self.strategy.export_tensors()}
         tensors.update(self.lda.export_tensors())
+        tensors.update(self.calibration.export_tensors())
         for name in POOLS:
             tensors.update(getattr(self, name).export_tensors(name))
         return tensors
@@ -169,6 +173,7 @@ class RebQLearner(nn.Module):
     def expected_shapes(self, tasks: int, classes: int) -> dict[str, tuple[int, ...]]:
         shapes = {"head.weight": (classes, self.head.feature_dim), **self.strategy.expected_shapes(tasks)}
         shapes.update(self.lda.expected_shapes(classes))
+        shapes.update(self.calibration.expected_shapes())
         for name in PROMPT_POOLS:
             components = self.strategy.prompt_tasks(tasks) * self.config.components_per_task
             shapes.update(getattr(self, name).expected_shapes(name, components))
@@ -181,5 +186,6 @@ class RebQLearner(nn.Module):
         self.head.import_tensors(tensors)
         self.strategy.import_tensors(tensors)
         self.lda.import_tensors(tensors)
+        self.calibration.import_tensors(tensors)
         for name in POOLS:
             getattr(self, name).import_tensors(name, tensors)

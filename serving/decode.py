@@ -10,6 +10,7 @@ from typing import Any
 
 from PIL import Image
 from pydantic import ValidationError
+from starlette.requests import Request
 
 from model.modality import Modality, missing_pattern
 from model.preprocess import ImageDecodeError, ImageTooLargeError, decode_image
@@ -176,3 +177,17 @@ def decode_feedback(body: bytes, limits: LimitsConfig, max_samples: int) -> list
         suffix = SUFFIXES.get(image.format, ".png") if image is not None else ".png"
         checked.append(NewFeedback(sample.label, sample.task, text, data, suffix))
     return checked
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refused with a 413 as soon as it is known to be over `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, None, f"body: {declared} bytes is over the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, None, f"body: over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -177,8 +177,9 @@ class RebqReplica:
         start = time.perf_counter()
         answers = self.predictor.predict_batch(samples)
         rebuilt = [answer.missing[0] for answer in answers if answer.reconstructed]
+        unknown = [sample.pattern for sample, answer in zip(samples, answers, strict=True) if not answer.known]
         self.metrics.observe_batch(
-            len(samples), time.perf_counter() - start, rebuilt.count("image"), rebuilt.count("text")
+            len(samples), time.perf_counter() - start, rebuilt.count("image"), rebuilt.count("text"), unknown
         )
         self._batches += 1
         batch = BatchInfo(len(samples), f"{self._replica_id}-{self._batches}")

@@ -1,7 +1,8 @@
 """The HTTP API as a FastAPI app over a `Backend`: the replica in Serve, or an in-process one in tests.
 
 Routes: POST /v1/predict (JSON or multipart), GET /v1/model, POST /v1/feedback, POST
-/v1/tasks/{name}/train, DELETE /v1/tasks/{name}, POST /v1/model/rollback, GET /healthz; OpenAPI at
+/v1/tasks/{name}/train, DELETE /v1/tasks/{name}, POST /v1/model/rollback, GET /healthz; the Open
+Inference Protocol under /v2 (`serving/open_inference.py`); OpenAPI at
 /openapi.json, drawn at /docs and /redoc from assets served here (`serving/api_docs.py`).
 Every refusal is an `ErrorBody` naming the field at fault.
 """
@@ -30,7 +31,9 @@ from serving.decode import (
     decode_form_request,
     decode_json_request,
     parse_json,
+    read_body,
 )
+from serving.open_inference import add_open_inference_routes
 from serving.predictor import NoModelError
 from serving.schemas import (
     ErrorBody,
@@ -58,20 +61,6 @@ def error_response(status: int, field: str | None, detail: str) -> JSONResponse:
 def media_type(request: Request) -> str:
     """The request's content type without parameters; JSON when none is given."""
     return request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused with a 413 as soon as it is known to be over `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise RequestError(413, None, f"body: {declared} bytes is over the limit of {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, None, f"body: over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def replay_request(request: Request, body: bytes) -> Request:
@@ -311,5 +300,6 @@ def build_http_app(
         """200 once this replica has loaded its towers; which replica answered, and on which node."""
         return {"status": "ok", "version": backend.model_info().version, **backend.replica_info()}
 
+    add_open_inference_routes(app, backend, limits, token, protect_predictions)
     document_bodies(app)
     return app

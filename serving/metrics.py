@@ -6,6 +6,7 @@ exports them on each node's metrics port (Ray prefixes the names with `ray_`).
 
 from __future__ import annotations
 
+import collections
 import threading
 
 from ray.serve.metrics import Counter, Gauge, Histogram
@@ -46,26 +47,37 @@ class ReplicaMetrics:
 
     def __init__(self) -> None:
         self.requests = Counter(
-            "rebq_requests", "HTTP requests answered, by route, status and missing pattern",
+            "rebq_requests",
+            "HTTP requests answered, by route, status and missing pattern",
             tag_keys=("route", "status", "missing"),
         )
         self.request_latency = Histogram(
-            "rebq_request_latency_s", "Time in the replica from request to answer, seconds",
-            boundaries=LATENCY_BUCKETS_S, tag_keys=("route",),
+            "rebq_request_latency_s",
+            "Time in the replica from request to answer, seconds",
+            boundaries=LATENCY_BUCKETS_S,
+            tag_keys=("route",),
         )
         self.model_latency = Histogram(
-            "rebq_model_latency_s", "Time to compute one batch (towers, pools, head), seconds",
+            "rebq_model_latency_s",
+            "Time to compute one batch (towers, pools, head), seconds",
             boundaries=LATENCY_BUCKETS_S,
         )
         self.batch_size = Histogram("rebq_batch_size", "Samples per computed batch", boundaries=BATCH_BUCKETS)
         self.reconstructions = Counter(
-            "rebq_reconstructions", "Missing modalities reconstructed, by the modality rebuilt",
+            "rebq_reconstructions",
+            "Missing modalities reconstructed, by the modality rebuilt",
             tag_keys=("modality",),
+        )
+        self.unknown = Counter(
+            "rebq_unknown_answers",
+            "Answers flagged unknown (far from every learned class), by missing pattern",
+            tag_keys=("missing",),
         )
         self.version = Gauge("rebq_model_version", "PromptState version this replica serves (0: none)")
         self.swaps = Counter("rebq_swaps", "PromptState versions installed by this replica")
         self.swap_latency = Histogram(
-            "rebq_swap_latency_s", "Time to load, check and install a new version, seconds",
+            "rebq_swap_latency_s",
+            "Time to load, check and install a new version, seconds",
             boundaries=SWAP_BUCKETS_S,
         )
 
@@ -73,7 +85,12 @@ class ReplicaMetrics:
         self.requests.inc(tags={"route": route, "status": str(status), "missing": missing})
         self.request_latency.observe(seconds, tags={"route": route})
 
-    def observe_batch(self, size: int, seconds: float, rebuilt_images: int, rebuilt_texts: int) -> None:
+    def observe_batch(
+        self, size: int, seconds: float, rebuilt_images: int, rebuilt_texts: int, unknown: list[str]
+    ) -> None:
+        """A computed batch of `size` samples; `unknown`: the missing pattern of each answer flagged unknown."""
+        for pattern, count in collections.Counter(unknown).items():
+            self.unknown.inc(count, tags={"missing": pattern})
         self.batch_size.observe(size)
         self.model_latency.observe(seconds)
         if rebuilt_images:

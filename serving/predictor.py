@@ -116,6 +116,7 @@ class Predictor:
                     Scored(label=label, score=score)
                     for label, score in zip(prediction.labels[: sample.top_k], prediction.scores, strict=False)
                 ],
+                known=prediction.known,
                 missing=sample.missing,
                 reconstructed=prediction.reconstructed,
                 model_version=model.version,

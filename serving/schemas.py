@@ -26,8 +26,12 @@ class Scored(BaseModel):
 
 class PredictResponse(BaseModel):
     label: str
-    score: float
+    score: float = Field(description="the label's calibrated probability")
     top_k: list[Scored]
+    known: bool = Field(
+        description="false: the sample is farther from every learned class than the held-back samples were, "
+        "so it likely belongs to none of them (the label is still the nearest)"
+    )
     missing: list[Missing]
     reconstructed: bool
     model_version: int

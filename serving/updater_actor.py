@@ -119,7 +119,9 @@ class UpdaterActor:
         try:
             self.updater.rollback(version)
         except StateError as error:
-            return 409, {"field": "version", "detail": f"version: {version} cannot be served: {error}"}
+            log.error("rollback to version %d refused: %s", version, error)
+            detail = f"version: {version} cannot be served: its files are missing, unreadable or corrupted"
+            return 409, {"field": "version", "detail": detail + " (the server's log says which)"}
         return 200, {"version": version}
 
     def status(self) -> dict:

@@ -7,12 +7,15 @@ from benchmarks.cl_metrics import (
     accuracy,
     average_performance,
     by_missing_accuracy,
+    calibration_floor,
     expected_calibration_error,
     forgetting,
     mean_std,
     paired_difference,
+    pooled_calibration,
     seen_task_means,
     summarise_runs,
+    unknown_auroc,
 )
 from benchmarks.cmml_plot import DPI, PANEL_HEIGHT_INCHES, PANEL_WIDTH_INCHES, plot_results
 from model.modality import Modality
@@ -204,3 +207,28 @@ def test_expected_calibration_error_weighs_each_bins_gap_by_its_rows():
     assert expected_calibration_error([0.5] * 4, [True, False] * 2) == pytest.approx(0.0)
     with pytest.raises(ValueError, match="as many confidences as outcomes"):
         expected_calibration_error([0.5], [])
+
+
+def test_unknown_auroc_counts_unknown_rows_that_outscore_known_ones():
+    assert unknown_auroc([0.1, 0.2], [0.3, 0.4]) == 1.0
+    assert unknown_auroc([0.3, 0.4], [0.1, 0.2]) == 0.0
+    assert unknown_auroc([0.1, 0.5], [0.3, 0.5]) == pytest.approx((1 + 0 + 1 + 0.5) / 4)
+    with pytest.raises(ValueError, match="at least one known and one unknown"):
+        unknown_auroc([], [0.3])
+
+
+def test_the_calibration_floor_is_what_binning_noise_alone_gives():
+    few, many = [0.7] * 50, [0.7] * 5000  # a calibrated predictor: 70 % right at confidence 0.7
+    assert calibration_floor(many) < 1.0 < calibration_floor(few) < 15.0
+    assert calibration_floor([1.0] * 20) == 0.0  # always right at confidence 1: no noise at all
+
+
+def test_calibration_is_measured_over_every_runs_rows_pooled():
+    runs = [
+        {"confidence": [0.9, 0.9], "confidence_uncalibrated": [1.0, 1.0], "correct": [True, False]},
+        {"confidence": [0.9, 0.9], "confidence_uncalibrated": [1.0, 1.0], "correct": [True, True]},
+    ]
+    pooled = pooled_calibration(runs)
+    assert pooled["ece"] == pytest.approx(100 * abs(0.75 - 0.9))  # not the mean of the runs' 40 and 10
+    assert pooled["ece_uncalibrated"] == pytest.approx(25.0)
+    assert 0 < pooled["ece_floor"] < 100

@@ -1,11 +1,13 @@
 """Feedback to a live server: durable intake, training on demand, the new version served, rollback."""
 
 import base64
+import shutil
 import time
 
 import httpx
 
 from model.published import published_version
+from model.state import TENSORS_FILE, list_versions, version_folder
 from tests.images import image_bytes
 from tests.learning_data import samples
 from tests.live_server import scrape_until
@@ -58,8 +60,12 @@ def test_feedback_is_logged_trained_on_demand_and_served(live_server):
 
     scrape_until(
         live_server.metrics_url,
-        lambda text: 'outcome="published"' in text and "ray_rebq_feedback_accepted_total" in text
-        and 'ray_rebq_task_accuracy{' in text and 'task="sky"' in text,
+        lambda text: (
+            'outcome="published"' in text
+            and "ray_rebq_feedback_accepted_total" in text
+            and "ray_rebq_task_accuracy{" in text
+            and 'task="sky"' in text
+        ),
     )
 
     rolled = live_server.post("/v1/model/rollback", json={"version": before})
@@ -74,7 +80,29 @@ def test_feedback_refusals(live_server):
     assert bad.status_code == 422 and bad.json()["field"] == "samples[1].image"
     assert live_server.post("/v1/tasks/unknown/train").status_code == 404
     missing = live_server.post("/v1/model/rollback", json={"version": 999})
-    assert missing.status_code == 404 and missing.json()["field"] == "version"
+    assert missing.status_code == 404 and missing.json() == {
+        "field": "version",
+        "detail": "version: 999 does not exist",
+    }
+
+
+def test_a_corrupted_version_is_refused_in_plain_words(live_server):
+    served = live_server.version()
+    number = max(list_versions(live_server.state_dir)) + 1
+    broken = version_folder(live_server.state_dir, number)
+    shutil.copytree(version_folder(live_server.state_dir, served), broken)
+    try:
+        (broken / TENSORS_FILE).write_bytes(b"not the tensors its manifest names")
+        refused = live_server.post("/v1/model/rollback", json={"version": number})
+        assert refused.status_code == 409
+        detail = refused.json()["detail"]
+        assert detail.endswith(
+            "cannot be served: its files are missing, unreadable or corrupted (the server's log says which)"
+        )
+        assert str(live_server.state_dir) not in detail and "Error" not in detail
+        assert live_server.version() == served
+    finally:
+        shutil.rmtree(broken)
 
 
 def test_a_buffered_task_can_be_dropped(live_server):

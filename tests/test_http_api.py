@@ -11,11 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serving.backend import AdmissionGate, BatchInfo, UpdaterUnavailable
+from serving.backend import AdmissionGate
 from serving.config import LimitsConfig
 from serving.http_api import BATCH_ID_HEADER, BATCH_SIZE_HEADER, build_http_app
 from serving.predictor import Predictor
 from tests.images import drawn_image, image_bytes
+from tests.in_process import InProcessBackend
 from tests.served_state import learn_and_publish, tiny_app_config
 
 # what a refusal must not show: an object's repr, a traceback, an exception's class name, a module path
@@ -25,45 +26,6 @@ IMPLEMENTATION_WORDS = re.compile(
 
 LIMITS = LimitsConfig(max_body_bytes=40_000, max_image_bytes=20_000, max_image_pixels=100 * 100, max_text_chars=40)
 PNG = image_bytes(drawn_image("disk", 48))
-
-
-class InProcessBackend:
-    """One sample per batch, observations kept for the tests to read."""
-
-    def __init__(self, predictor: Predictor):
-        self.predictor = predictor
-        self.observed: list[tuple[str, int, str]] = []
-        self.batches = 0
-
-    async def predict(self, sample):
-        answers = await asyncio.to_thread(self.predictor.predict_batch, [sample])
-        self.batches += 1
-        return answers[0], BatchInfo(1, f"in-process-{self.batches}")
-
-    def model_info(self):
-        return self.predictor.model_info()
-
-    def replica_info(self):
-        return {"replica": "in-process", "node": None}
-
-    def observe(self, route, status, pattern, seconds):
-        assert seconds >= 0
-        self.observed.append((route, status, pattern))
-
-    async def feedback(self, samples):
-        raise UpdaterUnavailable("no updater is running")
-
-    async def train_task(self, name):
-        raise UpdaterUnavailable("no updater is running")
-
-    async def drop_task(self, name):
-        raise UpdaterUnavailable("no updater is running")
-
-    async def rollback(self, version):
-        raise UpdaterUnavailable("no updater is running")
-
-    async def updater_status(self):
-        return None
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,10 @@
 from types import SimpleNamespace
 
 import pytest
+from ray.serve.metrics import Counter
 from ray.util.metrics import Gauge
 
-from serving.metrics import RememberedGauge, UpdaterMetrics
+from serving.metrics import RememberedGauge, ReplicaMetrics, UpdaterMetrics
 
 
 class RecordingGauge:
@@ -52,9 +53,7 @@ def recorded(monkeypatch):
 def test_the_updater_refreshes_every_gauge_it_set(recorded):
     metrics = UpdaterMetrics()
     metrics.observe_intake(12, {"second": {"cat": 8, "van": 4}}, known_added=0)
-    outcome = SimpleNamespace(
-        task="first", published=True, accuracy=91.0, forgetting={"zero": 4.5}, seconds=12.0
-    )
+    outcome = SimpleNamespace(task="first", published=True, accuracy=91.0, forgetting={"zero": 4.5}, seconds=12.0)
     metrics.observe_training(outcome, {"second": {"cat": 8, "van": 4}}, finished_task_gone=True)
     before = {key: list(values) for key, values in recorded.items()}
     metrics.refresh()
@@ -73,3 +72,17 @@ def test_samples_recovered_from_the_log_are_reported_and_kept(recorded):
     assert recorded == {("rebq_samples_buffered", "kill-test"): [5], ("rebq_samples_buffered", "other"): [0]}
     metrics.refresh()
     assert recorded[("rebq_samples_buffered", "kill-test")] == [5, 5]
+
+
+def test_a_replica_counts_unknown_answers_by_missing_pattern(monkeypatch):
+    counted = []
+    monkeypatch.setattr(
+        Counter, "inc", lambda counter, value=1.0, tags=None: counted.append((counter.info["name"], value, tags))
+    )
+    metrics = ReplicaMetrics()
+    metrics.observe_batch(5, 0.01, 1, 0, ["image_missing", "complete", "image_missing"])
+    unknown = sorted((value, tags["missing"]) for name, value, tags in counted if name == "rebq_unknown_answers")
+    assert unknown == [(1, "complete"), (2, "image_missing")]
+    counted.clear()
+    metrics.observe_batch(2, 0.01, 0, 0, [])
+    assert [name for name, _, _ in counted if name == "rebq_unknown_answers"] == []

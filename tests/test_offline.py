@@ -50,7 +50,9 @@ def test_train_writes_one_version_per_task_and_resumes(tmp_path, tiny_config, ca
     assert list_versions(state_dir) == [1, 2]
     state = latest_state(state_dir)
     assert [task.classes for task in state.manifest.tasks] == [("dog", "bus"), ("tree", "cake")]
-    assert state.manifest.notes["training"]["samples"] == 12
+    assert state.manifest.notes["training"]["samples"] == 10  # one of each class's 6 held back
+    assert state.manifest.notes["calibration_samples"] == 4  # both tasks' held-back samples
+    assert (state.tensors["calibration.temperature"] != 1).all()  # fitted, not the uncalibrated default
     assert capsys.readouterr().out.splitlines() == ["version 1: dog, bus", "version 2: tree, cake"]
     assert main(args) == 0  # everything learned already: no new version
     assert list_versions(state_dir) == [1, 2]
@@ -98,7 +100,10 @@ def test_bench_cmml_runs_every_method(tmp_path, tiny_config, capsys):
         assert 0 <= summary["ap"] <= 100
         assert set(summary["by_missing"]) == {"complete", "image_missing", "text_missing", "missing"}
         assert 0 < summary["latency_ms"] < 10_000
-        assert 0 <= summary["ece"] <= 100
+        assert 0 <= summary["ece"] <= 100 and 0 <= summary["ece_uncalibrated"] <= 100
+    for method, summary in results["methods"].items():  # joint learns every class at once: none unknown
+        assert ("unknown_auroc" in summary) == (method != "joint")
+        assert 0 <= summary.get("unknown_auroc", 0) <= 1 and 0 <= summary.get("unknown_auroc_msp", 0) <= 1
     assert results["methods"]["joint"]["forgetting"] == 0.0
     paired = results["paired"]["rebq_minus_prompt_no_rec"]
     ours, theirs = (results["methods"][name]["by_missing"]["missing"] for name in ("rebq", "prompt_no_rec"))

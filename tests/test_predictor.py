@@ -1,9 +1,11 @@
 import shutil
 
 import pytest
+import torch
 
 from model.backbone import load_backbone
-from model.published import POINTER_FILE, publish
+from model.continual import ContinualModel
+from model.published import POINTER_FILE, load_published, publish
 from model.state import TENSORS_FILE, version_folder
 from serving.decode import DecodedSample
 from serving.predictor import NoModelError, Predictor
@@ -136,3 +138,14 @@ def test_a_version_written_again_after_a_refusal_is_looked_at_afresh(onnx_backbo
     shutil.rmtree(version_folder(state_dir, 2))
     shutil.copytree(version_folder(two_versions, 2), version_folder(state_dir, 2))  # the operator repairs it
     assert predictor.refresh() and predictor.version == 2
+
+
+def test_answers_say_whether_the_sample_is_near_a_learned_class(onnx_backbone, tiny_backbone, state_dir):
+    predictor = Predictor(onnx_backbone, state_dir)
+    predictor.refresh()
+    assert all(answer.known for answer in predictor.predict_batch(MIXED))  # never calibrated: all known
+    model = ContinualModel.from_state(tiny_backbone, load_published(state_dir))
+    model.learner.calibration.threshold = torch.tensor([1e-9, 1e-9, float("inf")])  # complete, image only, text
+    model.save(state_dir)
+    assert predictor.refresh() and predictor.version == 3
+    assert [answer.known for answer in predictor.predict_batch(MIXED)] == [False, True, False]

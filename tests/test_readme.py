@@ -5,6 +5,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -53,16 +54,7 @@ def test_every_documented_command_parses():
 def test_api_examples_answer(live_server, tmp_path):
     image = tmp_path / "picture.jpg"
     drawn_image("disk", 64).save(image, format="JPEG")
-    lines = commands(block_after("<!-- README example: api -->"))
-    assert lines[0].startswith("IMG=")
-    answers = []
-    for line in lines[1:]:
-        run = line.replace("http://127.0.0.1:8000", live_server.url)
-        result = subprocess.run(
-            ["bash", "-c", run], capture_output=True, text=True, timeout=60, env={**os.environ, "IMG": str(image)}
-        )
-        assert result.returncode == 0, result.stderr
-        answers.append(json.loads(result.stdout))
+    answers = run_lines("<!-- README example: api -->", live_server.url, image)
     both, text_only, image_only, model, refused, accepted, dropped, rolled_back = answers
     classes = sum(len(task["classes"]) for task in model["tasks"])
     assert both["missing"] == [] and len(both["top_k"]) == min(3, classes)
@@ -76,3 +68,41 @@ def test_api_examples_answer(live_server, tmp_path):
     live_server.wait_for_version(1)
     publish(live_server.state_dir, model["version"])  # leave the server as it was
     live_server.wait_for_version(model["version"])
+
+
+def run_lines(block_marker: str, url: str, image) -> list:
+    lines = commands(block_after(block_marker))
+    assert lines[0].startswith("IMG=")
+    answers = []
+    for line in lines[1:]:
+        run = line.replace("http://127.0.0.1:8000", url)
+        result = subprocess.run(
+            ["bash", "-c", run], capture_output=True, text=True, timeout=60, env={**os.environ, "IMG": str(image)}
+        )
+        assert result.returncode == 0, result.stderr
+        answers.append(json.loads(result.stdout))
+    return answers
+
+
+def test_open_inference_examples_answer(live_server, tmp_path):
+    image = tmp_path / "picture.jpg"
+    drawn_image("disk", 64).save(image, format="JPEG")
+    metadata, text_only, two_rows = run_lines("<!-- README example: v2 -->", live_server.url, image)
+    assert metadata["name"] == "rebq" and [t["name"] for t in metadata["inputs"]] == ["text", "image"]
+    outputs = {output["name"]: output for output in text_only["outputs"]}
+    assert outputs["missing"]["data"] == ["image"] and outputs["model_version"]["data"] == [live_server.version()]
+    outputs = {output["name"]: output for output in two_rows["outputs"]}
+    assert outputs["missing"]["data"] == ["", "text"] and outputs["top_k_labels"]["shape"] == [2, 2]
+
+
+def test_tritonclient_example_runs(live_server, tmp_path):
+    image = tmp_path / "picture.jpg"
+    drawn_image("disk", 64).save(image, format="JPEG")
+    code = block_after("<!-- README example: tritonclient -->")
+    code = code.replace("127.0.0.1:8000", live_server.url.removeprefix("http://"))
+    code = code.replace("../shared/data/tuxpaint-cmml/images/2353f517a46c.jpg", str(image))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    label, score, known = result.stdout.split()
+    served = {name for task in live_server.get("/v1/model").json()["tasks"] for name in task["classes"]}
+    assert label in served and 0 < float(score) <= 1 and known in {"True", "False"}

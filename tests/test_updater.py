@@ -8,8 +8,9 @@ from tests.images import image_bytes
 from tests.learning_data import samples
 from tests.served_state import SMALL
 from updater.feedback_log import FeedbackRecord, NewFeedback
+from updater.holdout import split_holdout
 from updater.trainer import TrainerConfig
-from updater.updater import Updater, UpdaterConfig, split_holdout
+from updater.updater import Updater, UpdaterConfig
 
 FAST = TrainerConfig(epochs=6)
 
@@ -51,7 +52,7 @@ def test_due_needs_enough_samples_and_quiet(tmp_path, tiny_backbone):
 
 
 def test_split_holdout_keeps_a_training_sample_per_class():
-    made = [FeedbackRecord(i, "a" if i < 8 else "b", None, "t", None, 0.0) for i in range(10)]
+    made = [FeedbackRecord(i, "a" if i < 8 else "b", None, f"text {i}", None, 0.0) for i in range(10)]
     train, held = split_holdout(made, 0.25)
     assert [r.offset for r in held] == [0, 4] and len(train) == 8  # b (2 samples) gives 0 at 0.25
 

@@ -7,9 +7,11 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
+from model.batch import EncodedBatch
 from model.continual import ContinualModel
 from model.dataset import Sample, classes_in_order, load_image, load_jsonl, split_into_tasks
 from model.state import PromptState, latest_state
+from updater.holdout import held_back
 from updater.trainer import train_task, training_backbone
 
 log = logging.getLogger(__name__)
@@ -33,17 +35,30 @@ def group_into_tasks(samples: list[Sample], tasks: int | None) -> list[tuple[str
     ]
 
 
+def encode_samples(model: ContinualModel, samples: list[Sample]) -> EncodedBatch:
+    images = [load_image(sample) if sample.image_path else None for sample in samples]
+    return model.encode(images, [sample.text for sample in samples])
+
+
 def train_offline(data: Path, state_dir: Path, tasks: int | None, app) -> Iterator[PromptState]:
-    """Continue from the latest version in `state_dir` (if any) and publish one version per new task."""
+    """Continue from the latest version in `state_dir` (if any) and publish one version per new task,
+    each calibrated on the samples held back from its tasks in this run (`updater.holdout_fraction` of
+    each class, as the updater holds back feedback)."""
     samples = load_jsonl(data)
     backbone = training_backbone(app.backbone, app.trainer)
     model = ContinualModel.resume(backbone, latest_state(state_dir), app.learner)
+    calibration: list[Sample] = []
     for name, members in group_into_tasks(samples, tasks):
         classes = classes_in_order(members)
         if set(classes) <= set(model.classes):
             log.info("task %s: its classes are learned already; skipped", name)
             continue
-        images = [load_image(sample) if sample.image_path else None for sample in members]
-        batch = model.encode(images, [sample.text for sample in members])
-        result = train_task(model, name, classes, batch, [sample.label for sample in members], app.trainer)
-        yield model.save(state_dir, notes={"training": asdict(result), "data": str(data)})
+        held = held_back([sample.label for sample in members], app.updater.holdout_fraction)
+        trained = [sample for sample, flag in zip(members, held, strict=True) if not flag]
+        calibration += [sample for sample, flag in zip(members, held, strict=True) if flag]
+        batch = encode_samples(model, trained)
+        result = train_task(model, name, classes, batch, [sample.label for sample in trained], app.trainer)
+        if calibration:
+            model.calibrate(encode_samples(model, calibration), [sample.label for sample in calibration])
+        notes = {"training": asdict(result), "data": str(data), "calibration_samples": len(calibration)}
+        yield model.save(state_dir, notes=notes)

@@ -25,12 +25,14 @@ from typing import Any
 from PIL import Image
 
 from model.backbone import Backbone
+from model.batch import EncodedBatch
 from model.config import LearnerConfig
 from model.continual import ContinualModel
 from model.durable_files import write_atomically
 from model.published import load_published, publish, published_version
 from updater.config import TrainerConfig, UpdaterConfig
 from updater.feedback_log import FeedbackLog, FeedbackRecord, NewFeedback
+from updater.holdout import split_holdout
 from updater.trainer import train_task
 
 log = logging.getLogger(__name__)
@@ -62,21 +64,6 @@ class TrainingOutcome:
     train_samples: int
     held_back: int
     seconds: float
-
-
-def split_holdout(records: Sequence[FeedbackRecord], fraction: float) -> tuple[list, list]:
-    """Every class keeps at least one sample for training; about `fraction` of the rest is held back."""
-    train, held = [], []
-    by_class: dict[str, list[FeedbackRecord]] = {}
-    for record in records:
-        by_class.setdefault(record.label, []).append(record)
-    for members in by_class.values():
-        count = min(len(members) - 1, round(len(members) * fraction))
-        step = len(members) / count if count else 0
-        chosen = {int(i * step) for i in range(count)}
-        for index, record in enumerate(members):
-            (held if index in chosen else train).append(record)
-    return train, held
 
 
 class Updater:
@@ -257,38 +244,52 @@ class Updater:
             image.load()
             return image.copy()
 
-    def accuracy(self, model: ContinualModel, records: Sequence[FeedbackRecord]) -> float | None:
-        if not records:
-            return None
-        predictions = model.predict(self._encode(model, records), top_k=1)
-        right = sum(p.labels[0] == r.label for p, r in zip(predictions, records, strict=True))
-        return 100.0 * right / len(records)
-
-    def _earlier_accuracies(self, model: ContinualModel) -> dict[str, float]:
+    def _held_back(self, model: ContinualModel, held: list[FeedbackRecord]) -> dict[str | None, list]:
+        """The samples the gate and the calibration test with: the new task's `held` (under None), then each
+        learned task's held-back slice as the holdout store lists it."""
         known = {task.name for task in model.tasks}
-        return {
-            task: accuracy
-            for task, offsets in self._holdout.items()
-            if task in known and (accuracy := self.accuracy(model, self.log.records(set(offsets)))) is not None
-        }
+        earlier = {task: offsets for task, offsets in self._holdout.items() if task in known}
+        return {None: held, **{task: self.log.records(set(offsets)) for task, offsets in earlier.items()}}
+
+    @staticmethod
+    def _accuracies(model: ContinualModel, batch: EncodedBatch | None, groups: dict[str | None, list]) -> dict:
+        """Percent right of each group of held-back samples, `batch` holding them all in order (None: none)."""
+        if batch is None:
+            return {}
+        right = [
+            prediction.labels[0] == record.label
+            for prediction, record in zip(
+                model.predict(batch, top_k=1), (r for records in groups.values() for r in records), strict=True
+            )
+        ]
+        accuracies, start = {}, 0
+        for task, records in groups.items():
+            if records:
+                accuracies[task] = 100.0 * sum(right[start : start + len(records)]) / len(records)
+            start += len(records)
+        return accuracies
 
     def _train_and_gate(self, name: str, records: list[FeedbackRecord], start: float) -> TrainingOutcome:
         train, held = split_holdout(records, self.config.holdout_fraction)
         model = self._model()
-        before = self._earlier_accuracies(model) if model.tasks else {}
         learned = set(model.classes)
         train = [record for record in train if record.label not in learned]
         classes = list(dict.fromkeys(record.label for record in train))
         if not classes:
             return self._outcome(name, False, None, "no new class to learn", None, {}, train, held, start)
+        groups = self._held_back(model, held)
+        gate_records = [record for records in groups.values() for record in records]
+        gate_batch = self._encode(model, gate_records) if gate_records else None  # the towers' work, done once
+        before = self._accuracies(model, gate_batch, groups) if model.tasks else {}
         labels = [record.label for record in train]
         result = train_task(model, name, classes, self._encode(model, train), labels, self.trainer, progress=False)
-        accuracy = self.accuracy(model, held)
-        after = self._earlier_accuracies(model)
+        after = self._accuracies(model, gate_batch, groups)
+        accuracy = after.pop(None, None)
         forgetting = {task: before[task] - after[task] for task in before if task in after}
         refusal = self._gate(accuracy, forgetting)
         if refusal:
             return self._outcome(name, False, None, refusal, accuracy, forgetting, train, held, start)
+        model.calibrate(gate_batch, [record.label for record in gate_records])
         state = model.save(self.state_dir, notes={"training": asdict(result), "gate": {"accuracy": accuracy}})
         reason = f"published version {state.version}"
         return self._outcome(name, True, state.version, reason, accuracy, forgetting, train, held, start)
