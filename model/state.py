@@ -154,15 +154,21 @@ def save_state(
     return PromptState(manifest, {name: tensor.clone() for name, tensor in tensors.items()})
 
 
-def load_state(folder: Path) -> PromptState:
-    """Read one version folder, verifying its manifest and checksum."""
+def read_manifest(folder: Path) -> StateManifest:
+    """One version folder's manifest alone (what it learned and how it was gated), without its tensors."""
     folder = Path(folder)
     try:
-        manifest = StateManifest.model_validate_json((folder / MANIFEST_FILE).read_text())
+        return StateManifest.model_validate_json((folder / MANIFEST_FILE).read_text())
     except FileNotFoundError as error:
         raise StateError(f"{folder}: no {MANIFEST_FILE}") from error
     except (ValidationError, ValueError) as error:
         raise StateError(f"{folder}: unreadable {MANIFEST_FILE}: {error}") from error
+
+
+def load_state(folder: Path) -> PromptState:
+    """Read one version folder, verifying its manifest and checksum."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
     tensors_path = folder / TENSORS_FILE
     if not tensors_path.is_file():
         raise StateError(f"{folder}: no {TENSORS_FILE}")

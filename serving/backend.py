@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from serving.decode import DecodedSample
-    from serving.schemas import ModelInfo, PredictResponse
+    from serving.schemas import ModelInfo, PredictResponse, UnknownAnswer, VersionInfo
     from updater.feedback_log import NewFeedback
 
 
@@ -27,6 +27,12 @@ class Backend(Protocol):
         """The answer and the batch that computed it; raises NoModelError before any task."""
 
     def model_info(self) -> ModelInfo: ...
+
+    def versions(self) -> list[VersionInfo]:
+        """Every version in the state directory, oldest first."""
+
+    def recent_unknown(self) -> list[UnknownAnswer]:
+        """This replica's latest answers flagged unknown, newest first."""
 
     def replica_info(self) -> dict[str, str | None]:
         """`{"replica": id, "node": Ray node id or None}`."""

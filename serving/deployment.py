@@ -34,7 +34,7 @@ from serving.updater_actor import start_updater, updater_handle
 
 if TYPE_CHECKING:  # the driver that builds the application does not import torch
     from serving.decode import DecodedSample
-    from serving.schemas import ModelInfo, PredictResponse
+    from serving.schemas import ModelInfo, PredictResponse, UnknownAnswer, VersionInfo
     from updater.feedback_log import NewFeedback
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ class RebqReplica:
         try:
             return await getattr(self._updater(), method).remote(*args)
         except RayActorError as error:
-            raise UpdaterUnavailable(f"the updater is restarting ({type(error).__name__}); try again") from error
+            raise UpdaterUnavailable("the updater is restarting; try again") from error
 
     async def feedback(self, samples: list[NewFeedback]) -> tuple[int, int]:
         return await self._call_updater("accept", samples)
@@ -187,6 +187,12 @@ class RebqReplica:
 
     def model_info(self) -> ModelInfo:
         return self.predictor.model_info()
+
+    def versions(self) -> list[VersionInfo]:
+        return self.predictor.versions()
+
+    def recent_unknown(self) -> list[UnknownAnswer]:
+        return self.predictor.recent_unknown()
 
     def replica_info(self) -> dict[str, str | None]:
         return {"replica": self._replica_id, "node": ray.get_runtime_context().get_node_id()}

@@ -1,8 +1,9 @@
 """The HTTP API as a FastAPI app over a `Backend`: the replica in Serve, or an in-process one in tests.
 
-Routes: POST /v1/predict (JSON or multipart), GET /v1/model, POST /v1/feedback, POST
-/v1/tasks/{name}/train, DELETE /v1/tasks/{name}, POST /v1/model/rollback, GET /healthz; the Open
-Inference Protocol under /v2 (`serving/open_inference.py`); OpenAPI at
+Routes: POST /v1/predict (JSON or multipart), GET /v1/model, GET /v1/versions, GET /v1/unknown, POST
+/v1/feedback, POST /v1/tasks/{name}/train, DELETE /v1/tasks/{name}, POST /v1/model/rollback, GET
+/healthz; the Open Inference Protocol under /v2 (`serving/open_inference.py`); the console at /
+(`serving/console.py`); OpenAPI at
 /openapi.json, drawn at /docs and /redoc from assets served here (`serving/api_docs.py`).
 Every refusal is an `ErrorBody` naming the field at fault.
 """
@@ -24,6 +25,7 @@ from serving.api_docs import add_api_docs
 from serving.auth import CHALLENGE, authorized
 from serving.backend import Backend, Overloaded, UpdaterUnavailable
 from serving.config import LimitsConfig
+from serving.console import add_console
 from serving.decode import (
     DecodedSample,
     RequestError,
@@ -46,6 +48,8 @@ from serving.schemas import (
     RolledBack,
     TaskDropped,
     TrainStarted,
+    UnknownAnswer,
+    VersionInfo,
 )
 
 log = logging.getLogger(__name__)
@@ -204,6 +208,7 @@ def build_http_app(
         redoc_url=None,
     )
     add_api_docs(app)
+    add_console(app)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -240,6 +245,16 @@ def build_http_app(
         """The version served, its tasks and classes, the frozen towers, and the updater's state."""
         info = backend.model_info()
         return info.model_copy(update={"updater": await backend.updater_status()})
+
+    @app.get("/v1/versions", response_model=list[VersionInfo])
+    async def versions() -> list[VersionInfo]:
+        """Every version in the state directory, oldest first: its tasks, and what its gate measured."""
+        return backend.versions()
+
+    @app.get("/v1/unknown", response_model=list[UnknownAnswer])
+    async def recent_unknown() -> list[UnknownAnswer]:
+        """This replica's latest answers flagged unknown, newest first: candidates for a new task."""
+        return backend.recent_unknown()
 
     @app.post(
         "/v1/feedback",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,13 +24,17 @@ from model.state import (
     StateMismatchError,
     list_versions,
     load_state,
+    read_manifest,
     version_folder,
 )
 from serving.config import AppConfig
 from serving.decode import DecodedSample
-from serving.schemas import ModelInfo, PredictResponse, Scored, TaskInfo
+from serving.schemas import ModelInfo, PredictResponse, Scored, TaskInfo, UnknownAnswer, VersionInfo
 
 log = logging.getLogger(__name__)
+
+RECENT_UNKNOWN = 50  # answers flagged unknown that a replica remembers for the console
+TEXT_SHOWN = 200  # characters of a remembered text
 
 
 class NoModelError(RuntimeError):
@@ -42,6 +48,7 @@ class Predictor:
         self._model: ContinualModel | None = None
         self._refused: set[tuple] = set()  # versions refused, as they were on disk
         self._refresh_lock = threading.Lock()
+        self._unknown: deque[UnknownAnswer] = deque(maxlen=RECENT_UNKNOWN)
 
     @classmethod
     def load(cls, config: AppConfig, state_dir: Path | None = None) -> Predictor:
@@ -108,7 +115,7 @@ class Predictor:
             raise NoModelError("no task has been learned yet: train or feed one first")
         encoded = model.encode([sample.image for sample in samples], [sample.text for sample in samples])
         predictions = model.predict(encoded, max(sample.top_k for sample in samples))
-        return [
+        answers = [
             PredictResponse(
                 label=prediction.labels[0],
                 score=prediction.scores[0],
@@ -123,6 +130,52 @@ class Predictor:
             )
             for sample, prediction in zip(samples, predictions, strict=True)
         ]
+        self._remember_unknown(samples, answers)
+        return answers
+
+    def _remember_unknown(self, samples: Sequence[DecodedSample], answers: list[PredictResponse]) -> None:
+        now = time.time()
+        for sample, answer in zip(samples, answers, strict=True):
+            if not answer.known:
+                text = sample.text[:TEXT_SHOWN] if sample.text else None
+                self._unknown.append(
+                    UnknownAnswer(
+                        time=now,
+                        text=text,
+                        image=sample.image is not None,
+                        label=answer.label,
+                        score=answer.score,
+                        model_version=answer.model_version,
+                    )
+                )
+
+    def recent_unknown(self) -> list[UnknownAnswer]:
+        """This replica's latest answers flagged unknown, newest first."""
+        return list(reversed(self._unknown))
+
+    def versions(self) -> list[VersionInfo]:
+        """Every version in the state directory whose manifest reads, oldest first."""
+        listed = []
+        for version in list_versions(self.state_dir):
+            try:
+                manifest = read_manifest(version_folder(self.state_dir, version))
+            except StateError as error:
+                log.warning("version %d left out of the list: %s", version, error)
+                continue
+            gate = manifest.notes.get("gate", {})
+            listed.append(
+                VersionInfo(
+                    version=version,
+                    created=manifest.created,
+                    tasks=[task.name for task in manifest.tasks],
+                    classes=len(manifest.classes),
+                    samples=manifest.notes.get("training", {}).get("samples"),
+                    accuracy=gate.get("accuracy"),
+                    forgetting=gate.get("forgetting", {}),
+                    served=version == self.version,
+                )
+            )
+        return listed
 
     def model_info(self) -> ModelInfo:
         model = self._model

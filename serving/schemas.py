@@ -49,6 +49,30 @@ class ModelInfo(BaseModel):
     updater: dict[str, Any] | None = None  # its state, buffered samples and last training
 
 
+class VersionInfo(BaseModel):
+    """One version in the state directory, as its manifest describes it."""
+
+    version: int
+    created: float  # seconds since the epoch
+    tasks: list[str]
+    classes: int
+    samples: int | None  # trained on for its newest task
+    accuracy: float | None  # percent, its newest task on held-back samples (None: not gated, as `train`)
+    forgetting: dict[str, float]  # points each earlier task lost on its held-back samples
+    served: bool  # the version this replica serves
+
+
+class UnknownAnswer(BaseModel):
+    """A recent answer flagged `known: false`: a candidate for a new task."""
+
+    time: float  # seconds since the epoch
+    text: str | None
+    image: bool  # whether an image was sent
+    label: str  # the nearest class
+    score: float
+    model_version: int
+
+
 class ErrorBody(BaseModel):
     """Every 4xx answer: the field at fault (or null for the request as a whole) and what is wrong."""
 

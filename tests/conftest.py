@@ -51,3 +51,13 @@ def live_server(tiny_config, tiny_backbone, tmp_path_factory):
     finally:
         shutdown()
         shutil.rmtree(ray_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless chromium that reaches 127.0.0.1 only (`tests/browser.py`)."""
+    from tests.browser import start_browser
+
+    driver = start_browser()
+    yield driver
+    driver.quit()

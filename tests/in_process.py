@@ -22,6 +22,12 @@ class InProcessBackend:
     def model_info(self):
         return self.predictor.model_info()
 
+    def versions(self):
+        return self.predictor.versions()
+
+    def recent_unknown(self):
+        return self.predictor.recent_unknown()
+
     def replica_info(self):
         return {"replica": "in-process", "node": None}
 

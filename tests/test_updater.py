@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from model.published import published_version
+from model.published import load_published, published_version
 from tests.images import image_bytes
 from tests.learning_data import samples
 from tests.served_state import SMALL
@@ -63,6 +63,9 @@ def test_train_publishes_then_old_classes_are_only_counted(tmp_path, tiny_backbo
     outcome = updater.train(updater.due())
     assert outcome.published and outcome.version == 1 and published_version(tmp_path) == 1
     assert outcome.held_back == 2 and outcome.train_samples == 8 and outcome.accuracy is not None
+    published = load_published(tmp_path)
+    assert published.manifest.notes["gate"] == {"accuracy": outcome.accuracy, "forgetting": {}, "held_back": 2}
+    assert (published.tensors["calibration.temperature"] != 1).all()  # calibrated on the held-back samples
     assert updater.status()["buffered"] == {} and updater.status()["committed_offset"] == 10
     updater.accept(feedback(["dog"], 2))
     assert updater.status()["known_class_samples"] == 2 and updater.status()["buffered"] == {}

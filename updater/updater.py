@@ -290,7 +290,8 @@ class Updater:
         if refusal:
             return self._outcome(name, False, None, refusal, accuracy, forgetting, train, held, start)
         model.calibrate(gate_batch, [record.label for record in gate_records])
-        state = model.save(self.state_dir, notes={"training": asdict(result), "gate": {"accuracy": accuracy}})
+        gate = {"accuracy": accuracy, "forgetting": forgetting, "held_back": len(held)}
+        state = model.save(self.state_dir, notes={"training": asdict(result), "gate": gate})
         reason = f"published version {state.version}"
         return self._outcome(name, True, state.version, reason, accuracy, forgetting, train, held, start)
 
