@@ -13,10 +13,9 @@ from typing import Any
 
 import torch
 
-from model.modality import Modality, missing_pattern
+from model.modality import MISSING_PATTERNS, Modality, missing_pattern
 
 Matrix = Sequence[Sequence[float]]
-MISSING_PATTERNS = ("complete", "image_missing", "text_missing")
 MISSING_ANY = "missing"  # every row lacking either modality, pooled by rows (not the mean of the two patterns)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from model.dataset import Sample
+from model.modality import given_text
 from updater.feedback_log import IMAGES, LOG_FILE, FeedbackRecord, image_digest, read_records
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def as_feedback(samples: Sequence[Sample], task: str | None = None) -> list[Sent
         SentSample(
             label=sample.label,
             task=task,
-            text=sample.text if sample.text and sample.text.strip() else None,  # a blank text is logged as none
+            text=given_text(sample.text),  # a blank text is logged as none
             image=base64.b64encode(sample.image_path.read_bytes()).decode() if sample.image_path else None,
         )
         for sample in samples

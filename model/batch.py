@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from model.modality import given_text
 from model.tower import PromptKind
 
 
@@ -70,7 +71,8 @@ def encode_batch(image_tower, text_tower, images: Sequence[Image.Image | None], 
     """Preprocess raw samples and run the frozen towers once, only on the rows that have each modality."""
     total = len(images)
     has_image = torch.tensor([image is not None for image in images], dtype=torch.bool)  # (B,)
-    has_text = torch.tensor([bool(text) for text in texts], dtype=torch.bool)  # (B,)
+    texts = [given_text(text) for text in texts]
+    has_text = torch.tensor([text is not None for text in texts], dtype=torch.bool)  # (B,)
     image_rows, text_rows = has_image.nonzero().flatten(), has_text.nonzero().flatten()
     with torch.no_grad():
         image_inputs = image_tower.preprocess([images[i] for i in image_rows.tolist()])

@@ -16,7 +16,7 @@ from typing import Any
 from PIL import Image
 
 from model.config import StrictModel
-from model.modality import Modality
+from model.modality import Modality, given_text
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def _resolve_image(image: str | None, folder: Path, where: str) -> Path | None:
 def _sample_from_record(record: dict[str, Any], folder: Path, where: str) -> Sample:
     sample_id = _required_string(record, "id", where)
     label = _required_string(record, "label", where)
-    text = _optional_string(record, "text", where)
+    text = given_text(_optional_string(record, "text", where))
     image = _optional_string(record, "image", where)
     if image is None and text is None:
         raise DatasetError(f"{where}: sample {sample_id!r} has neither image nor text")

@@ -19,6 +19,15 @@ class Modality(enum.Flag):
         return {Modality.IMAGE: "image", Modality.TEXT: "text"}.get(self, str(self.name).lower())
 
 
+MISSING_PATTERNS = ("complete", "image_missing", "text_missing")  # every `missing_pattern` of a sample
+
+
+def given_text(text: str | None) -> str | None:
+    """The text as given, or None when absent or blank (only whitespace). One rule on every path: a blank
+    text is a missing text in requests, feedback, data sets and the encoded batch alike."""
+    return text if text is not None and text.strip() else None
+
+
 def missing_pattern(present: Modality) -> str:
     """The name used in answers, metrics and benchmarks for what a sample lacks."""
     if present == Modality.BOTH:

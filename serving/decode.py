@@ -12,7 +12,7 @@ from PIL import Image
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from model.modality import Modality, missing_pattern
+from model.modality import Modality, given_text, missing_pattern
 from model.preprocess import ImageDecodeError, ImageTooLargeError, decode_image
 from serving.config import LimitsConfig
 from serving.schemas import FeedbackRequest, PredictRequest
@@ -84,7 +84,7 @@ def check_text(text: str | None, limits: LimitsConfig) -> str | None:
     if len(text) > limits.max_text_chars:
         detail = f"text: {len(text)} characters is over the limit of {limits.max_text_chars}"
         raise RequestError(413, "text", detail)
-    return text if text.strip() else None
+    return given_text(text)
 
 
 def check_top_k(top_k: int, limits: LimitsConfig) -> int:

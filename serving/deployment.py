@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 import uuid
@@ -30,6 +29,7 @@ from ray.serve import Application
 from serving.backend import AdmissionGate, BatchInfo, UpdaterUnavailable
 from serving.config import AppConfig, StateDir
 from serving.metrics import ReplicaMetrics
+from serving.serve_internals import bind_replica_grpc_to_loopback, rebind_replica_port_at_once
 from serving.updater_actor import start_updater, updater_handle
 
 if TYPE_CHECKING:  # the driver that builds the application does not import torch
@@ -42,49 +42,6 @@ log = logging.getLogger(__name__)
 DEPLOYMENT_NAME = "rebq"
 APP_NAME = "rebq"
 REPLICA_NAMESPACE = "serve"  # where Serve names its replicas' actors
-
-
-def bind_replica_grpc_to_loopback() -> None:
-    """On a loopback-only node, keep Serve's inter-deployment gRPC server off the outward interfaces.
-
-    Serve 2.60 binds it to `[::]:0` with no option to change that; it starts right after the replica's
-    constructor, so this wraps the function it calls to bind there. Only when Ray itself is kept on
-    loopback (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`); a real cluster keeps Serve's default.
-    """
-    if os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") != "0":
-        return
-    from ray.serve._private import replica
-
-    bind = replica.add_port_to_grpc_server
-    if getattr(bind, "loopback_only", False):
-        return
-
-    def bind_on_loopback(server, address: str):
-        return bind(server, address.replace("[::]:", "127.0.0.1:"))
-
-    bind_on_loopback.loopback_only = True
-    replica.add_port_to_grpc_server = bind_on_loopback
-
-
-def rebind_replica_port_at_once() -> None:
-    """Let a replica's own HTTP server (direct ingress) bind its port while closed connections linger.
-
-    Serve 2.60 binds it without SO_REUSEADDR, so a replica that replaces a dead one could not take the
-    same port back until the dead one's connections left TIME_WAIT, a minute later. Serve's own option
-    for the server sets SO_REUSEADDR and SO_REUSEPORT; the port allocator still gives each live replica
-    its own port.
-    """
-    from ray.serve._private import replica
-
-    start = replica.start_asgi_http_server
-    if getattr(start, "rebinds_at_once", False):
-        return
-
-    async def start_reusing_address(*args, **kwargs):
-        return await start(*args, **{**kwargs, "enable_so_reuseport": True})
-
-    start_reusing_address.rebinds_at_once = True
-    replica.start_asgi_http_server = start_reusing_address
 
 
 @serve.deployment(name=DEPLOYMENT_NAME)

@@ -150,3 +150,9 @@ def test_split_into_tasks_is_contiguous():
 def test_split_into_tasks_refuses_bad_counts(tasks):
     with pytest.raises(ValueError, match=f"tasks must be between 1 and the 3 classes, got {tasks}"):
         split_into_tasks(["a", "b", "c"], tasks)
+
+
+def test_a_blank_text_in_a_data_set_is_read_as_none(data_dir):
+    lines = [{"id": "a", "image": "images/red.png", "text": "   ", "label": "l"}]
+    (sample,) = load_jsonl(write_jsonl(data_dir / "blank.jsonl", lines))
+    assert sample.text is None and sample.present == Modality.IMAGE

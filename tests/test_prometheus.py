@@ -44,7 +44,7 @@ def prometheus(live_server, tmp_path_factory):
 def query(prometheus: str, expression: str) -> float | None:
     try:
         answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expression}, timeout=5).json()
-    except httpx.HTTPError:
+    except (httpx.HTTPError, ValueError):  # not listening yet, or still starting (a plain-text 503)
         return None
     results = answer.get("data", {}).get("result", [])
     return float(results[0]["value"][1]) if results else None

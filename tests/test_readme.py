@@ -1,4 +1,5 @@
-"""The README's examples, run: the configuration is the defaults, every command parses, the API answers."""
+"""The README's and docs' examples, run: the configuration is the defaults, every command parses, the API
+answers as shown."""
 
 import json
 import os
@@ -15,8 +16,9 @@ from serving.cli import build_parser
 from serving.config import AppConfig
 from tests.images import drawn_image
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-TEXT = README.read_text()
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+TEXT = "\n".join(page.read_text() for page in PAGES)
 
 
 def fenced_blocks(language: str) -> list[str]:
@@ -24,6 +26,7 @@ def fenced_blocks(language: str) -> list[str]:
 
 
 def block_after(marker: str) -> str:
+    assert TEXT.count(marker) == 1, marker
     start = TEXT.index(marker)
     return re.search(r"```\w*\n(.*?)```", TEXT[start:], flags=re.S).group(1)
 
@@ -54,7 +57,7 @@ def test_every_documented_command_parses():
 def test_api_examples_answer(live_server, tmp_path):
     image = tmp_path / "picture.jpg"
     drawn_image("disk", 64).save(image, format="JPEG")
-    answers = run_lines("<!-- README example: api -->", live_server.url, image)
+    answers = run_lines("<!-- tested example: api -->", live_server.url, image)
     both, text_only, image_only, model, refused, accepted, dropped, rolled_back = answers
     classes = sum(len(task["classes"]) for task in model["tasks"])
     assert both["missing"] == [] and len(both["top_k"]) == min(3, classes)
@@ -87,7 +90,7 @@ def run_lines(block_marker: str, url: str, image) -> list:
 def test_open_inference_examples_answer(live_server, tmp_path):
     image = tmp_path / "picture.jpg"
     drawn_image("disk", 64).save(image, format="JPEG")
-    metadata, text_only, two_rows = run_lines("<!-- README example: v2 -->", live_server.url, image)
+    metadata, text_only, two_rows = run_lines("<!-- tested example: v2 -->", live_server.url, image)
     assert metadata["name"] == "rebq" and [t["name"] for t in metadata["inputs"]] == ["text", "image"]
     outputs = {output["name"]: output for output in text_only["outputs"]}
     assert outputs["missing"]["data"] == ["image"] and outputs["model_version"]["data"] == [live_server.version()]
@@ -98,7 +101,7 @@ def test_open_inference_examples_answer(live_server, tmp_path):
 def test_tritonclient_example_runs(live_server, tmp_path):
     image = tmp_path / "picture.jpg"
     drawn_image("disk", 64).save(image, format="JPEG")
-    code = block_after("<!-- README example: tritonclient -->")
+    code = block_after("<!-- tested example: tritonclient -->")
     code = code.replace("127.0.0.1:8000", live_server.url.removeprefix("http://"))
     code = code.replace("../shared/data/tuxpaint-cmml/images/2353f517a46c.jpg", str(image))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -82,3 +82,11 @@ def test_predict_before_any_task_is_refused(tiny_backbone):
     images, texts, _ = samples(["dog"], per_class=1)
     with pytest.raises(RuntimeError, match="no task has been learned yet"):
         model.predict(model.encode(images, texts), top_k=1)
+
+
+def test_a_blank_text_is_a_missing_text_when_encoded(tiny_backbone):
+    model = ContinualModel(tiny_backbone, SMALL)
+    images, _, _ = samples(["dog"], per_class=2)
+    batch = model.encode(images, ["   ", "a red dog"])
+    assert batch.has_text.tolist() == [False, True]
+    assert float(batch.q_text[0].abs().sum()) == 0.0
