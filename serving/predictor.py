@@ -47,6 +47,7 @@ class Predictor:
         self.state_dir = Path(state_dir)
         self._model: ContinualModel | None = None
         self._refused: set[tuple] = set()  # versions refused, as they were on disk
+        self._refusals: dict[int, str] = {}  # version: why this replica refused it, in plain words
         self._refresh_lock = threading.Lock()
         self._unknown: deque[UnknownAnswer] = deque(maxlen=RECENT_UNKNOWN)
 
@@ -70,6 +71,7 @@ class Predictor:
         """Check `state` against the towers and make it the one served (refused states raise)."""
         model = ContinualModel.from_state(self.backbone, state)
         self._model = model  # the swap: one reference, read once per batch
+        self._refusals.pop(state.version, None)  # written again under its number, and good now
         log.info("serving PromptState version %d (%d classes)", state.version, len(model.classes))
 
     def refresh(self) -> bool:
@@ -106,6 +108,11 @@ class Predictor:
         except (StateError, StateMismatchError) as error:
             log.error("PromptState version %d refused, still serving version %d: %s", version, self.version, error)
             self._refused.add(identity)
+            self._refusals[version] = (
+                "it does not fit the towers or the learner this replica runs"
+                if isinstance(error, StateMismatchError)
+                else "its files are missing, unreadable or corrupted"
+            )
             return False
 
     def predict_batch(self, samples: Sequence[DecodedSample]) -> list[PredictResponse]:
@@ -173,6 +180,7 @@ class Predictor:
                     accuracy=gate.get("accuracy"),
                     forgetting=gate.get("forgetting", {}),
                     served=version == self.version,
+                    refused=self._refusals.get(version),
                 )
             )
         return listed

@@ -60,6 +60,7 @@ class VersionInfo(BaseModel):
     accuracy: float | None  # percent, its newest task on held-back samples (None: not gated, as `train`)
     forgetting: dict[str, float]  # points each earlier task lost on its held-back samples
     served: bool  # the version this replica serves
+    refused: str | None = None  # why this replica refused to serve it, if it did
 
 
 class UnknownAnswer(BaseModel):

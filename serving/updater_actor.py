@@ -49,6 +49,7 @@ class UpdaterActor:
 
         backbone = training_backbone(config.backbone, config.trainer)
         self.config = config
+        self.started = time.time()  # a restart after a crash shows as a later time
         self.updater = Updater(config.server.state_dir, backbone, config.learner, config.trainer, config.updater)
         self.metrics = UpdaterMetrics()
         self.metrics.observe_buffered(self.updater.status()["buffered"])  # what a restart recovered from the log
@@ -125,7 +126,7 @@ class UpdaterActor:
         return 200, {"version": version}
 
     def status(self) -> dict:
-        return self.updater.status()
+        return {**self.updater.status(), "started": self.started}
 
 
 def start_updater(config: AppConfig, gpus: float = 0.0):

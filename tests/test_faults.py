@@ -44,15 +44,16 @@ def test_a_killed_replica_comes_back_serving_the_published_version(live_server):
 def test_a_killed_updater_comes_back_with_every_acknowledged_sample(live_server):
     accepted = live_server.post("/v1/feedback", json={"samples": feedback_samples(["fish"], 2, task="kill-test")})
     assert accepted.status_code == 202
-    buffered = live_server.get("/v1/model").json()["updater"]["buffered"]["kill-test"]
+    before = live_server.get("/v1/model").json()["updater"]
     ray.kill(ray.get_actor(UPDATER_NAME, namespace=NAMESPACE), no_restart=False)
     deadline, status = time.monotonic() + 120, None
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline:  # until the restarted updater answers, not the one being killed
         status = live_server.get("/v1/model").json()["updater"]
-        if status is not None:
+        if status is not None and status["started"] > before["started"]:
             break
         time.sleep(0.5)
-    assert status is not None and status["buffered"]["kill-test"] == buffered == {"fish": 2}
+    assert status is not None and status["started"] > before["started"]
+    assert status["buffered"]["kill-test"] == before["buffered"]["kill-test"] == {"fish": 2}
     again = live_server.post("/v1/feedback", json={"samples": feedback_samples(["fish"], 1, task="kill-test")})
     assert again.status_code == 202 and again.json()["offset"] == accepted.json()["offset"] + 1
 
@@ -69,7 +70,11 @@ def test_a_corrupted_published_version_is_refused_and_the_old_one_kept(live_serv
     tensors = version_folder(live_server.state_dir, broken) / TENSORS_FILE
     tensors.write_bytes(tensors.read_bytes()[: tensors.stat().st_size // 2])  # truncated on disk
     (live_server.state_dir / POINTER_FILE).write_text(f'{{"version": {broken}}}')
-    time.sleep(2)  # ten polls
+    deadline, listed = time.monotonic() + 30, {}
+    while time.monotonic() < deadline and not listed.get("refused"):  # until the replica has looked at it
+        listed = {v["version"]: v for v in live_server.get("/v1/versions").json()}.get(broken, {})
+        time.sleep(0.1)
+    assert listed["refused"] == "its files are missing, unreadable or corrupted" and not listed["served"]
     assert live_server.version() == served
     answer = live_server.post("/v1/predict", json={"text": "a red dog"})
     assert answer.status_code == 200 and answer.json()["model_version"] == served

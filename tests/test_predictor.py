@@ -135,9 +135,12 @@ def test_a_version_written_again_after_a_refusal_is_looked_at_afresh(onnx_backbo
     tensors.write_bytes(good[:100])
     (state_dir / POINTER_FILE).write_text('{"version": 2}')
     assert not predictor.refresh() and not predictor.refresh()  # refused once, not re-read at every poll
+    refused = [v.refused for v in predictor.versions()]
+    assert refused == [None, "its files are missing, unreadable or corrupted"]
     shutil.rmtree(version_folder(state_dir, 2))
     shutil.copytree(version_folder(two_versions, 2), version_folder(state_dir, 2))  # the operator repairs it
     assert predictor.refresh() and predictor.version == 2
+    assert [(v.served, v.refused) for v in predictor.versions()] == [(False, None), (True, None)]
 
 
 def test_answers_say_whether_the_sample_is_near_a_learned_class(onnx_backbone, tiny_backbone, state_dir):

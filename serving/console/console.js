@@ -140,7 +140,7 @@ function showVersions(versions) {
       version.samples === null ? "" : version.samples + " samples",
       percent(version.accuracy),
       worst ? worst[0] + " -" + worst[1].toFixed(1) : "",
-      action,
+      version.refused ? "refused: " + version.refused : action,
     ]);
     if (version.served) tr.className = "served";
     body.appendChild(tr);
