@@ -216,7 +216,8 @@ def novelty_scores(model: ContinualModel, test: Split, learned: list[str]) -> di
     with torch.no_grad():
         output = model.forward(test.batch)
         probabilities, novelty = model.scores(output, test.batch)  # (N, C), (N,)
-    known = torch.tensor([label in set(learned) for label in test.labels])  # (N,)
+    learned_classes = set(learned)
+    known = torch.tensor([label in learned_classes for label in test.labels])  # (N,)
     by_probability = 1 - probabilities.max(-1).values  # (N,)
     return {
         "known": novelty[known].tolist(),

@@ -45,11 +45,9 @@ def pattern_masks(has_image: torch.Tensor, has_text: torch.Tensor) -> torch.Tens
 
 
 def per_row(values: torch.Tensor, has_image: torch.Tensor, has_text: torch.Tensor) -> torch.Tensor:
-    """Each row's value `(B,)` from one value per pattern, `values (P,)`."""
-    masks = pattern_masks(has_image, has_text).to(values.dtype)  # (P, B)
-    chosen = (masks * values.unsqueeze(-1).nan_to_num(posinf=0.0)).sum(0)  # (B,)
-    unbounded = (masks.bool() & values.isinf().unsqueeze(-1)).any(0)  # (B,) a pattern without a threshold
-    return torch.where(unbounded, torch.full_like(chosen, float("inf")), chosen)
+    """Each row's value `(B,)` from one value per pattern, `values (P,)` in the order of `PATTERNS`."""
+    complete, image_only, text_only = values
+    return torch.where(has_image & has_text, complete, torch.where(has_image, image_only, text_only))
 
 
 def fit_temperature(logits: torch.Tensor, targets: torch.Tensor, prior: float | None = None) -> float:

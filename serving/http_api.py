@@ -10,6 +10,7 @@ Every refusal is an `ErrorBody` naming the field at fault.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -249,7 +250,7 @@ def build_http_app(
     @app.get("/v1/versions", response_model=list[VersionInfo])
     async def versions() -> list[VersionInfo]:
         """Every version in the state directory, oldest first: its tasks, and what its gate measured."""
-        return backend.versions()
+        return await asyncio.to_thread(backend.versions)  # reads every manifest: off the batching loop
 
     @app.get("/v1/unknown", response_model=list[UnknownAnswer])
     async def recent_unknown() -> list[UnknownAnswer]:

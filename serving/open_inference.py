@@ -156,9 +156,10 @@ def parse_infer_request(body: bytes, header_length: str | None, limits: LimitsCo
             raise RequestError(400, f"inputs.{name}", f"inputs.{name}: {problem}")
         if tensor.get("datatype") != "BYTES":
             raise RequestError(400, f"inputs.{name}.datatype", f"inputs.{name}.datatype: must be BYTES")
+        count = input_rows(tensor)  # the shape is checked before any element is decoded
         columns[name], offset = input_elements(tensor, binary, offset)
-        rows.add(input_rows(tensor))
-        if len(columns[name]) != input_rows(tensor):
+        rows.add(count)
+        if len(columns[name]) != count:
             detail = f"inputs.{name}: {len(columns[name])} elements for shape {tensor['shape']}"
             raise RequestError(400, f"inputs.{name}", detail)
     if len(rows) != 1:

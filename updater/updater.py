@@ -244,7 +244,7 @@ class Updater:
             image.load()
             return image.copy()
 
-    def _held_back(self, model: ContinualModel, held: list[FeedbackRecord]) -> dict[str | None, list]:
+    def _holdout_groups(self, model: ContinualModel, held: list[FeedbackRecord]) -> dict[str | None, list]:
         """The samples the gate and the calibration test with: the new task's `held` (under None), then each
         learned task's held-back slice as the holdout store lists it."""
         known = {task.name for task in model.tasks}
@@ -277,7 +277,7 @@ class Updater:
         classes = list(dict.fromkeys(record.label for record in train))
         if not classes:
             return self._outcome(name, False, None, "no new class to learn", None, {}, train, held, start)
-        groups = self._held_back(model, held)
+        groups = self._holdout_groups(model, held)
         gate_records = [record for records in groups.values() for record in records]
         gate_batch = self._encode(model, gate_records) if gate_records else None  # the towers' work, done once
         before = self._accuracies(model, gate_batch, groups) if model.tasks else {}
