@@ -7,7 +7,8 @@ live in buffers, so they receive no gradient by construction; only the current t
 A task may grow its components inside a subspace of the query space (`grow(..., key_projection=P)`): their
 keys are `k P` for trainable `k`, and their attention vectors stay ones, so a query `q` weighs such a
 component by `cos(q, k P)`, exactly zero for every query that `P` maps to zero (see `model/strategies/
-fwd_prompt.py`). What is frozen and saved is the projected key, so a saved pool is plain CODA-Prompt.
+fwd_prompt.py`); their components start at zero, so that the task starts from the model as it was. What
+is frozen and saved is the projected key, so a saved pool is plain CODA-Prompt.
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ class PromptPool(nn.Module):
     def grow(self, count: int, generator: torch.Generator, key_projection: torch.Tensor | None = None) -> None:
         """Freeze what was learned and add `count` trainable components, orthogonal to the old ones.
 
-        With `key_projection (Dq, Dq)`, the new keys live in its range and the new attention vectors are
-        fixed ones (no gradient).
+        With `key_projection (Dq, Dq)`, the new keys live in its range, the new attention vectors are fixed
+        ones (no gradient) and the new components start at zero: every prompt is what it was before the
+        pool grew, and training moves a component only as far as the task's loss pays for.
         """
         self.freeze_current()
         widths = {"keys": self.query_dim, "attention": self.query_dim, "components": self.component_size}
@@ -82,6 +84,7 @@ class PromptPool(nn.Module):
             self.new_keys = nn.Parameter(keys)
             self.new_attention = nn.Parameter(torch.ones(count, self.query_dim), requires_grad=False)
             self.key_projection = key_projection.to(keys.dtype)
+            self.new_components = nn.Parameter(torch.zeros_like(self.new_components))
 
     def weights(self, query: torch.Tensor) -> torch.Tensor:
         """Cosine attention of `query (B, Dq)` on every component: `(B, M)`."""

@@ -78,6 +78,29 @@ def test_fwd_prompt_leaves_earlier_rows_features_unchanged(tiny_backbone):
     assert all(float(torch.trace(matrix)) > 0 for matrix in gram.values())
 
 
+def test_fwd_prompt_starts_each_task_from_the_model_as_it_was_and_trains_from_there(tiny_backbone):
+    model = ContinualModel(tiny_backbone, SMALL.model_copy(update={"strategy": "fwd_prompt"}))
+    learn(model, *TASKS[0])
+    images, texts, _ = samples(TASKS[1][1], per_class=6, missing=MISSING)
+    batch = model.encode(images, texts)
+    with torch.no_grad():
+        before = model.forward(batch).fused  # (N, F) the second task's rows before anything grows
+    model.learner.grow(torch.randn(2, before.shape[1]), torch.Generator().manual_seed(0), tasks_before=1)
+    with torch.no_grad():
+        grown = model.forward(batch).fused
+    torch.testing.assert_close(grown, before, atol=1e-6, rtol=0)
+    for pool in ("image_pool", "text_pool", "image_memory", "text_memory"):
+        assert getattr(model.learner, pool).new_components.eq(0).all(), pool
+
+    trained = ContinualModel(tiny_backbone, SMALL.model_copy(update={"strategy": "fwd_prompt"}))
+    learn(trained, *TASKS[0])
+    learn(trained, *TASKS[1])
+    assert float(trained.learner.image_pool.frozen_components[3:].abs().max()) > 1e-3  # the task learned
+    with torch.no_grad():
+        moved = trained.forward(batch).fused
+    assert float((moved - before).abs().max()) > 1e-3  # and moved its own rows' features
+
+
 def test_fwd_prompt_trains_keys_inside_the_residual_space_of_earlier_queries(tiny_backbone):
     model = ContinualModel(tiny_backbone, SMALL.model_copy(update={"strategy": "fwd_prompt"}))
     learn(model, *TASKS[0])

@@ -11,7 +11,9 @@ over every query earlier tasks' rows put to the pools (real ones, and reconstruc
 modality hidden). When a task opens, the leading eigenvectors of `G` that hold `null_space_energy` of its
 energy span the earlier tasks' subspace `U`; the new components' keys are parametrised as `k (I - U U^T)`
 and their attention vectors are fixed ones. A query inside `U` then gives every new component a weight of
-exactly zero, so its prompt, its feature and its reconstruction do not move. The paper projects gradients;
+exactly zero, so its prompt, its feature and its reconstruction do not move. The new components start at
+zero, so a task starts from the model as published (random ones, as CODA-Prompt draws them, moved the new
+task's own rows before training began, and cost 0.9 AP: docs/strategies.md). The paper projects gradients;
 we project the parameter itself, since Adam rescales a gradient coordinate by coordinate and would carry a
 projected gradient out of the subspace.
 """
