@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from serving.cli import add_config_argument, state_dir_argument
+from serving.cli import add_config_argument, add_precision_argument, state_dir_argument
 
 
 def _bench_towers(args: argparse.Namespace) -> int:
@@ -31,7 +31,7 @@ def _bench_cmml(args: argparse.Namespace) -> int:
     from benchmarks import cmml
     from serving.config import load_config
 
-    app = load_config(args.config)
+    app = load_config(args.config).with_overrides(precision=args.precision)
     config = cmml.CmmlConfig(
         data=args.data,
         tasks=args.tasks,
@@ -55,7 +55,7 @@ def _bench_load(args: argparse.Namespace) -> int:
     from benchmarks import load
     from serving.config import load_config
 
-    app = load_config(args.config)
+    app = load_config(args.config).with_overrides(precision=args.precision)
     if args.state_dir:
         app = app.with_overrides(state_dir=args.state_dir)
     config = load.LoadConfig(
@@ -101,6 +101,18 @@ def _bench_faults(args: argparse.Namespace) -> int:
     return 0 if result["lost_samples"] == 0 and all(fault["passed"] for fault in result["faults"]) else 1
 
 
+def _bench_power_cut(args: argparse.Namespace) -> int:
+    from benchmarks import power_cut
+    from serving.config import load_config
+
+    config = power_cut.PowerCutConfig(
+        data=args.data, work_dir=args.work_dir.resolve(), cycles=args.cycles, seed=args.seed
+    )
+    result = power_cut.main(config, load_config(args.config), args.out)
+    sys.stdout.write(power_cut.format_report(result) + "\n")
+    return 0 if result["passed"] else 1
+
+
 def add_bench_commands(commands) -> None:
     """Add `bench` and its sub-commands to the command line's sub-parsers `commands`."""
     from model.strategies import STRATEGIES
@@ -108,7 +120,9 @@ def add_bench_commands(commands) -> None:
     methods = ["rebq", *STRATEGIES, "prompt_no_rec", "head_only", "joint"]
     bench = commands.add_parser("bench", help="benchmarks that print figures and write JSON")
     benches = bench.add_subparsers(dest="bench", required=True)
-    bench_towers = benches.add_parser("towers", help="tower latency: torch eager against ONNX Runtime")
+    bench_towers = benches.add_parser(
+        "towers", help="tower latency: torch eager against ONNX Runtime, fp32 and int8"
+    )
     bench_towers.add_argument("--out", type=Path, required=True, help="JSON file to write")
     bench_towers.add_argument("--repeats", type=int, default=20, help="timed calls per figure (median)")
     add_config_argument(bench_towers)
@@ -142,6 +156,7 @@ def add_bench_commands(commands) -> None:
     )
     bench_cmml.add_argument("--out", type=Path, required=True, help="JSON file to write")
     bench_cmml.add_argument("--plot", type=Path, help="PNG file to write")
+    add_precision_argument(bench_cmml)
     add_config_argument(bench_cmml)
     bench_cmml.set_defaults(handler=_bench_cmml)
 
@@ -156,6 +171,7 @@ def add_bench_commands(commands) -> None:
         "--state-dir", type=state_dir_argument, help="the server's state directory, for the in-process run"
     )
     bench_load.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    add_precision_argument(bench_load)  # of the in-process pipeline; the server runs what it was started with
     add_config_argument(bench_load)
     bench_load.set_defaults(handler=_bench_load)
 
@@ -184,3 +200,16 @@ def add_bench_commands(commands) -> None:
     bench_faults.add_argument("--out", type=Path, required=True, help="JSON file to write")
     add_config_argument(bench_faults)
     bench_faults.set_defaults(handler=_bench_faults)
+
+    bench_power_cut = benches.add_parser(
+        "power-cut", help="start a server, SIGKILL all its processes while it learns, start it again; N times"
+    )
+    bench_power_cut.add_argument("--data", type=Path, required=True, help="JSONL: the classes fed as new tasks")
+    bench_power_cut.add_argument(
+        "--work-dir", type=Path, required=True, help="a new folder: the server's state and each start's output"
+    )
+    bench_power_cut.add_argument("--cycles", type=int, default=20, help="power cuts, each followed by a restart")
+    bench_power_cut.add_argument("--seed", type=int, default=0, help="draws the moments of the cuts")
+    bench_power_cut.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    add_config_argument(bench_power_cut)
+    bench_power_cut.set_defaults(handler=_bench_power_cut)

@@ -297,6 +297,7 @@ def run_cmml(config: CmmlConfig, backbone_config: BackboneConfig) -> dict:
             "classes": classes,
             "samples": len(samples),
             "backbone": backbone.describe(),
+            "precision": backbone_config.precision,  # of the frozen features' towers; training runs fp32
             "seconds": time.perf_counter() - start,
         },
         "methods": {method: summarise_runs(method_runs) for method, method_runs in runs.items()},

@@ -30,7 +30,7 @@ from model.durable_files import write_atomically
 from model.published import POINTER_FILE, publish
 from model.state import TENSORS_FILE, list_versions, version_folder
 from serving.deployment import REPLICA_NAMESPACE, replica_actor_names, running_replicas
-from serving.updater_actor import updater_handle
+from updater.actor import updater_handle
 
 
 class FaultError(RuntimeError):

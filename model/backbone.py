@@ -10,7 +10,7 @@ from typing import Any
 from model.cnn_tower import CnnTower
 from model.config import BackboneConfig, ImageTowerConfig
 from model.onnx_export import OnnxCache
-from model.onnx_tower import OnnxTower
+from model.onnx_tower import OnnxTower, served_precision
 from model.text_tower import TextTower
 from model.tower import Tower
 from model.vit_tower import VitTower
@@ -41,7 +41,8 @@ def joint_fingerprint(image_fingerprint: str, text_fingerprint: str) -> str:
 
 
 def load_backbone(config: BackboneConfig, runtime: str = "torch") -> Backbone:
-    """Load both towers; with `runtime="onnx"` run them in ONNX Runtime from the export cache."""
+    """Load both towers; with `runtime="onnx"` run them in ONNX Runtime from the export cache, at
+    `config.precision` (int8 on the CPU provider only)."""
     image_tower, text_tower = load_image_tower(config.image), TextTower.load(config.text)
     image_print, text_print = image_tower.fingerprint(), text_tower.fingerprint()
     fingerprint = joint_fingerprint(image_print, text_print)
@@ -50,8 +51,15 @@ def load_backbone(config: BackboneConfig, runtime: str = "torch") -> Backbone:
     if runtime != "onnx":
         raise ValueError(f"runtime: {runtime!r} is neither 'torch' nor 'onnx'")
     cache = OnnxCache(config.cache_dir())
+    precision = served_precision(config.precision, config.device)
     towers = [
-        OnnxTower(tower, cache.get_or_export(tower, tower_print), config.device, config.intra_op_threads)
+        OnnxTower(
+            tower,
+            cache.get_or_export(tower, tower_print, precision),
+            config.device,
+            config.intra_op_threads,
+            precision,
+        )
         for tower, tower_print in ((image_tower, image_print), (text_tower, text_print))
     ]
     return Backbone(image=towers[0], text=towers[1], fingerprint=fingerprint)

@@ -50,6 +50,21 @@ class EncodedBatch:
         )
 
 
+def concat_batches(batches: Sequence[EncodedBatch]) -> EncodedBatch:
+    """The rows of `batches`, in order, in one batch: the text padded (masked out) to the longest of them."""
+    longest = max(batch.input_ids.shape[1] for batch in batches)
+
+    def joined(name: str) -> torch.Tensor | None:
+        values = [getattr(batch, name) for batch in batches]
+        if values[0] is None:
+            return None
+        if name in ("input_ids", "attention_mask"):
+            values = [F.pad(value, (0, longest - value.shape[1])) for value in values]  # (b, longest)
+        return torch.cat(values)
+
+    return EncodedBatch(**{field.name: joined(field.name) for field in fields(EncodedBatch)})
+
+
 def with_halves_hidden(batch: EncodedBatch) -> tuple[torch.Tensor, EncodedBatch]:
     """Each row of `batch`, then each complete row once with its image and once with its text hidden:
     which rows of `batch` `(M,)`, and the batch of them."""

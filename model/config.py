@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class StrictModel(BaseModel):
@@ -64,13 +64,25 @@ class ImageTowerConfig(StrictModel):
 
 
 class BackboneConfig(StrictModel):
-    """Both towers, where their ONNX exports are cached, and the device they run on."""
+    """Both towers, where their ONNX exports are cached, the device they run on and their precision there.
+
+    `precision`: what ONNX Runtime serves on the CPU provider. "int8": the text tower's matrix products
+    quantised dynamically, the image tower quantised statically on calibration pictures (see
+    `model/quantisation.py`); a tower on CUDA keeps fp32. Training always runs the fp32 torch towers.
+    """
 
     text: TextTowerConfig = TextTowerConfig()
     image: ImageTowerConfig = ImageTowerConfig()
     onnx_cache_dir: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "int8"] = "fp32"
     intra_op_threads: int | None = Field(None, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _int8_on_cpu(self) -> BackboneConfig:
+        if self.device == "cuda" and self.precision == "int8":
+            raise ValueError("precision: int8 runs on the CPU provider; with device: cuda use precision: fp32")
+        return self
 
     def cache_dir(self) -> Path:
         return self.onnx_cache_dir or Path.home() / ".cache" / "rebq-serve" / "onnx"

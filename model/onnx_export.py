@@ -1,7 +1,9 @@
-"""Export a tower to ONNX once and keep it in a cache keyed by the tower's fingerprint.
+"""Export a tower to ONNX once and keep it in a cache keyed by the tower's fingerprint and precision.
 
-A cache entry is `<modality>-<fingerprint>.onnx` beside a JSON manifest holding the fingerprint and
-the file's SHA-256. An entry whose manifest or checksum does not match is rebuilt, never used.
+A cache entry is `<modality>-<fingerprint>.onnx` (fp32) or `<modality>-<fingerprint>-int8.onnx` beside a
+JSON manifest holding the fingerprint, the precision, the file's SHA-256 and, for int8, the quantisation
+recipe (method and calibration inputs, see `model/quantisation.py`). An int8 entry is made from the fp32
+one. An entry whose manifest, recipe or checksum does not match is rebuilt, never used.
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
+from PIL import Image
 
+from model import quantisation
 from model.durable_files import write_atomically
 from model.tower import Tower
 
@@ -25,6 +31,7 @@ OPSET = 17
 OUTPUT_NAME = "features"
 TRACE_BATCH = 2
 TRACE_PROMPT_LENGTH = 2
+PRECISIONS = ("fp32", "int8")
 
 
 def file_sha256(path: Path) -> str:
@@ -54,18 +61,34 @@ def export_tower(tower: Tower, path: Path) -> None:
 
 
 class OnnxCache:
-    """ONNX files of towers, keyed by fingerprint, verified by checksum on every use."""
+    """ONNX files of towers, keyed by fingerprint and precision, verified by checksum on every use.
 
-    def __init__(self, root: Path):
+    `pictures`: what an int8 image tower is calibrated on (None: the pictures shipped with the package).
+    """
+
+    def __init__(self, root: Path, pictures: Sequence[Image.Image] | None = None):
         self.root = Path(root)
+        self.pictures = pictures
 
-    def entry(self, tower: Tower, fingerprint: str) -> tuple[Path, Path]:
-        stem = f"{tower.modality.label}-{fingerprint}"
+    def entry(self, tower: Tower, fingerprint: str, precision: str = "fp32") -> tuple[Path, Path]:
+        stem = f"{tower.modality.label}-{fingerprint}" + ("" if precision == "fp32" else f"-{precision}")
         return self.root / f"{stem}.onnx", self.root / f"{stem}.json"
 
-    def lookup(self, tower: Tower, fingerprint: str) -> Path | None:
-        """The cached file if its manifest names this fingerprint and its bytes match the checksum."""
-        model_path, manifest_path = self.entry(tower, fingerprint)
+    def identity(self, tower: Tower, fingerprint: str, precision: str) -> dict[str, Any]:
+        """What a manifest must say for its file to serve `tower` at `precision`."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+        identity: dict[str, Any] = {"fingerprint": fingerprint, "precision": precision}
+        if precision == "int8":
+            identity["quantisation"] = quantisation.recipe(tower, self.pictures)
+        return identity
+
+    def lookup(self, tower: Tower, fingerprint: str, precision: str = "fp32") -> Path | None:
+        """The cached file if its manifest names this tower, precision and recipe and its bytes match."""
+        return self._verified(tower, fingerprint, precision, self.identity(tower, fingerprint, precision))
+
+    def _verified(self, tower: Tower, fingerprint: str, precision: str, identity: dict[str, Any]) -> Path | None:
+        model_path, manifest_path = self.entry(tower, fingerprint, precision)
         if not (model_path.is_file() and manifest_path.is_file()):
             return None
         try:
@@ -73,28 +96,31 @@ class OnnxCache:
         except (OSError, json.JSONDecodeError):
             log.warning("ONNX cache manifest %s is unreadable; rebuilding", manifest_path)
             return None
-        if manifest.get("fingerprint") != fingerprint or manifest.get("sha256") != file_sha256(model_path):
+        stated = {**manifest, "precision": manifest.get("precision", "fp32")}
+        matches = all(stated.get(key) == value for key, value in identity.items())
+        if not matches or manifest.get("sha256") != file_sha256(model_path):
             log.warning("ONNX cache entry %s does not match its tower; rebuilding", model_path)
             return None
         return model_path
 
-    def get_or_export(self, tower: Tower, fingerprint: str | None = None) -> Path:
+    def get_or_export(self, tower: Tower, fingerprint: str | None = None, precision: str = "fp32") -> Path:
         fingerprint = fingerprint or tower.fingerprint()
-        cached = self.lookup(tower, fingerprint)
+        identity = self.identity(tower, fingerprint, precision)
+        cached = self._verified(tower, fingerprint, precision, identity)
         if cached is not None:
             return cached
+        source = self.get_or_export(tower, fingerprint) if precision == "int8" else None
         self.root.mkdir(parents=True, exist_ok=True)
-        model_path, manifest_path = self.entry(tower, fingerprint)
+        model_path, manifest_path = self.entry(tower, fingerprint, precision)
         handle, temporary = tempfile.mkstemp(dir=self.root, prefix=model_path.name, suffix=".tmp")
         os.close(handle)
-        log.info("exporting the %s tower to ONNX (%s)", tower.modality.label, model_path.name)
+        log.info("exporting the %s tower to ONNX at %s (%s)", tower.modality.label, precision, model_path.name)
         try:
-            export_tower(tower, Path(temporary))
-            manifest = {
-                "fingerprint": fingerprint,
-                "sha256": file_sha256(Path(temporary)),
-                "tower": tower.describe(),
-            }
+            if source is None:
+                export_tower(tower, Path(temporary))
+            else:
+                quantisation.quantise(tower, source, Path(temporary), self.pictures)
+            manifest = {**identity, "sha256": file_sha256(Path(temporary)), "tower": tower.describe()}
             os.replace(temporary, model_path)
         finally:
             Path(temporary).unlink(missing_ok=True)

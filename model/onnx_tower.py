@@ -51,6 +51,14 @@ def choose_providers(device: str) -> list[str]:
     return [CPU]
 
 
+def served_precision(precision: str, device: str) -> str:
+    """int8 on the CPU provider; a tower on CUDA keeps fp32."""
+    if precision == "int8" and choose_providers(device)[0] == CUDA:
+        log.info("precision: int8 is for the CPU provider; the towers run on CUDA in fp32")
+        return "fp32"
+    return precision
+
+
 # cuDNN's exhaustive search runs again for every new input shape, and batch sizes vary with the load.
 CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC"}
 
@@ -82,8 +90,16 @@ def session_options(threads: int | None) -> ort.SessionOptions:
 class OnnxTower:
     """Same `encode`, `preprocess` and `prompt_shape` as the torch tower it was exported from."""
 
-    def __init__(self, tower: Tower, model_path: Path, device: str = "auto", threads: int | None = None):
+    def __init__(
+        self,
+        tower: Tower,
+        model_path: Path,
+        device: str = "auto",
+        threads: int | None = None,
+        precision: str = "fp32",
+    ):
         self.tower = tower
+        self.precision = precision
         self.modality = tower.modality
         self.prompt_kind = tower.prompt_kind
         self.input_names = tower.input_names
@@ -121,7 +137,8 @@ class OnnxTower:
         return self.tower.prompt_only_inputs(batch)
 
     def describe(self) -> dict[str, Any]:
-        return {**self.tower.describe(), "runtime": "onnxruntime", "provider": self.providers[0]}
+        description = {**self.tower.describe(), "runtime": "onnxruntime", "provider": self.providers[0]}
+        return {**description, "precision": self.precision}
 
     def encode(self, inputs: dict[str, torch.Tensor], prompts: torch.Tensor | None = None) -> torch.Tensor:
         batch = inputs[self.input_names[0]].shape[0]

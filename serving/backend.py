@@ -43,11 +43,16 @@ class Backend(Protocol):
     async def feedback(self, samples: list[NewFeedback]) -> tuple[int, int]:
         """Durably logged, then (accepted, log length); raises UpdaterUnavailable without an updater."""
 
-    async def train_task(self, name: str) -> tuple[int, dict]: ...
+    async def train_task(self, name: str) -> None:
+        """Training of buffered task `name` started; raises TaskNotBuffered, TrainingBusy, UpdaterUnavailable."""
 
-    async def drop_task(self, name: str) -> tuple[int, dict]: ...
+    async def drop_task(self, name: str) -> int:
+        """How many samples of `name` will never be trained; raises TaskNotBuffered, TaskTraining,
+        UpdaterUnavailable."""
 
-    async def rollback(self, version: int) -> tuple[int, dict]: ...
+    def rollback(self, version: int) -> None:
+        """Publish `version`, without the updater (blocking: run off the event loop); raises VersionMissing,
+        VersionUnservable."""
 
     async def updater_status(self) -> dict | None: ...
 

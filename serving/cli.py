@@ -22,6 +22,14 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML or JSON configuration file (see README)")
 
 
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "int8"],
+        help="of the ONNX towers on the CPU (default: the configuration's, fp32; CUDA keeps fp32)",
+    )
+
+
 def state_dir_argument(text: str) -> Path:
     """`--state-dir`: a path or a file:// URI, as `server.state_dir` takes it."""
     from serving.config import state_path
@@ -83,6 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     app = load_config(args.config).with_overrides(
         device=args.device,
+        precision=args.precision,
         host=args.host,
         port=args.port,
         replicas=args.replicas,
@@ -145,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="direct: each replica answers HTTP on its own port, from --port up (default); proxy: Serve's proxy",
     )
     serve.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the towers run (default auto)")
+    add_precision_argument(serve)
     serve.add_argument("--token-file", type=Path, help="file holding the bearer token (else REBQ_SERVE_TOKEN)")
     add_config_argument(serve)
     serve.set_defaults(handler=_serve)

@@ -139,13 +139,16 @@ class AppConfig(StrictModel):
     server: ServerConfig = ServerConfig()
     ray: RayConfig = RayConfig()
 
-    def with_overrides(self, device: str | None = None, **server_changes) -> AppConfig:
+    def with_overrides(
+        self, device: str | None = None, precision: str | None = None, **server_changes
+    ) -> AppConfig:
         """A copy with command line flags applied (None leaves a value as configured), validated again."""
         changes = {name: value for name, value in server_changes.items() if value is not None}
         server = ServerConfig.model_validate({**self.server.model_dump(), **changes})
+        towers = {name: value for name, value in {"device": device, "precision": precision}.items() if value}
         backbone = self.backbone
-        if device is not None:
-            backbone = BackboneConfig.model_validate({**self.backbone.model_dump(), "device": device})
+        if towers:
+            backbone = BackboneConfig.model_validate({**self.backbone.model_dump(), **towers})
         return self.model_copy(update={"server": server, "backbone": backbone})
 
     def gpu_shares(self, cluster_gpus: float) -> GpuShares:

@@ -23,14 +23,15 @@ from typing import TYPE_CHECKING
 import ray
 from pydantic import BaseModel, ConfigDict
 from ray import serve
-from ray.exceptions import RayActorError, RayError
+from ray.exceptions import RayActorError, RayError, RayTaskError
 from ray.serve import Application
 
 from serving.backend import AdmissionGate, BatchInfo, UpdaterUnavailable
 from serving.config import AppConfig, StateDir
-from serving.metrics import ReplicaMetrics
+from serving.metrics import ReplicaMetrics, UpdaterMetrics
 from serving.serve_internals import bind_replica_grpc_to_loopback, rebind_replica_port_at_once
-from serving.updater_actor import start_updater, updater_handle
+from updater.actor import UpdaterSetup, start_updater, updater_handle
+from updater.errors import UpdaterRefusal
 
 if TYPE_CHECKING:  # the driver that builds the application does not import torch
     from serving.decode import DecodedSample
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 DEPLOYMENT_NAME = "rebq"
 APP_NAME = "rebq"
 REPLICA_NAMESPACE = "serve"  # where Serve names its replicas' actors
+DRAIN_S = 2.0  # a stopping replica finishes the requests it holds for this long at most (Serve's default: 20 s)
 
 
 @serve.deployment(name=DEPLOYMENT_NAME)
@@ -87,23 +89,30 @@ class RebqReplica:
         return self._updater_handle
 
     async def _call_updater(self, method: str, *args):
-        """`method` of the updater; its death or restart mid-call is an `UpdaterUnavailable` (a 503), not a 500."""
+        """`method` of the updater; its death or restart mid-call is an `UpdaterUnavailable` (a 503), not a 500,
+        and a refusal is raised as the updater raised it."""
         try:
             return await getattr(self._updater(), method).remote(*args)
         except RayActorError as error:
             raise UpdaterUnavailable("the updater is restarting; try again") from error
+        except RayTaskError as error:
+            if isinstance(error.cause, UpdaterRefusal):
+                raise error.cause from None
+            raise
 
     async def feedback(self, samples: list[NewFeedback]) -> tuple[int, int]:
         return await self._call_updater("accept", samples)
 
-    async def train_task(self, name: str) -> tuple[int, dict]:
-        return await self._call_updater("train_now", name)
+    async def train_task(self, name: str) -> None:
+        await self._call_updater("train_now", name)
 
-    async def drop_task(self, name: str) -> tuple[int, dict]:
+    async def drop_task(self, name: str) -> int:
         return await self._call_updater("drop_task", name)
 
-    async def rollback(self, version: int) -> tuple[int, dict]:
-        return await self._call_updater("rollback", version)
+    def rollback(self, version: int) -> None:
+        from updater.publishing import roll_back
+
+        roll_back(self.config.server.state_dir, version)
 
     async def updater_status(self) -> dict | None:
         try:
@@ -186,11 +195,14 @@ def build_app(config: AppConfig) -> Application:
     The updater actor is started here too (or found, if it runs), so replicas find it by name.
     """
     shares = config.gpu_shares(ray.cluster_resources().get("GPU", 0.0))
-    start_updater(config, shares.updater)
+    setup = UpdaterSetup(config.server.state_dir, config.backbone, config.learner, config.trainer, config.updater)
+    start_updater(setup, shares.updater, observer=UpdaterMetrics)
     return RebqReplica.options(
         num_replicas=config.server.replicas,
         max_ongoing_requests=config.server.max_ongoing_requests,
         ray_actor_options={"num_cpus": config.server.cpus_per_replica, "num_gpus": shares.replica},
+        graceful_shutdown_timeout_s=DRAIN_S,
+        graceful_shutdown_wait_loop_s=0.25,  # how often it looks for requests left (Serve's default: 2 s)
     ).bind(config)
 
 

@@ -38,6 +38,7 @@ from serving.decode import (
 )
 from serving.open_inference import add_open_inference_routes
 from serving.predictor import NoModelError
+from serving.refusals import refusal_answer
 from serving.schemas import (
     ErrorBody,
     FeedbackAccepted,
@@ -52,6 +53,7 @@ from serving.schemas import (
     UnknownAnswer,
     VersionInfo,
 )
+from updater.errors import UpdaterRefusal
 
 log = logging.getLogger(__name__)
 
@@ -181,18 +183,21 @@ def unauthorized(token: str | None, request: Request) -> JSONResponse | None:
     return response
 
 
-async def ask_updater(token: str | None, request: Request, call) -> JSONResponse:
-    """`call()`'s (status, body) from the updater, once the request is authorised; a body `call` refuses
-    answers its `RequestError`, and 503 while no updater runs."""
+async def change_model(token: str | None, request: Request, call, status: int) -> JSONResponse:
+    """`call()`'s answer (a response model) with `status`, once the request is authorised. A body that
+    `call` refuses answers its `RequestError`; a refusal of the updater, its status (`serving/refusals.py`);
+    no updater running, 503."""
     if (refusal := unauthorized(token, request)) is not None:
         return refusal
     try:
-        status, body = await call()
+        answer = await call()
     except RequestError as error:
         return error_response(error.status, error.field, error.detail)
+    except UpdaterRefusal as error:
+        return error_response(*refusal_answer(error))
     except UpdaterUnavailable as error:
         return error_response(503, None, str(error))
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(answer.model_dump(), status_code=status)
 
 
 def build_http_app(
@@ -289,12 +294,21 @@ def build_http_app(
     )
     async def train_task(name: str, request: Request):
         """Train a buffered task now, without waiting for it to be due."""
-        return await ask_updater(token, request, lambda: backend.train_task(name))
+
+        async def train() -> TrainStarted:
+            await backend.train_task(name)
+            return TrainStarted(task=name, state="training")
+
+        return await change_model(token, request, train, 202)
 
     @app.delete("/v1/tasks/{name}", response_model=TaskDropped, responses={**ERRORS, **NOT_FOUND})
     async def drop_task(name: str, request: Request):
         """Drop a buffered task that is not training (one the gate refused, say): its samples are never trained."""
-        return await ask_updater(token, request, lambda: backend.drop_task(name))
+
+        async def drop() -> TaskDropped:
+            return TaskDropped(task=name, dropped=await backend.drop_task(name))
+
+        return await change_model(token, request, drop, 200)
 
     @app.post(
         "/v1/model/rollback",
@@ -303,13 +317,14 @@ def build_http_app(
         responses={**ERRORS, **NOT_FOUND},
     )
     async def rollback(request: Request):
-        """Publish an earlier version; every replica installs it between two batches."""
+        """Publish an earlier version; every replica installs it between two batches. Needs no updater."""
 
-        async def roll_back() -> tuple[int, dict]:
+        async def roll_back() -> RolledBack:
             version = parse_json(await read_json_body(request, limits), RollbackRequest).version
-            return await backend.rollback(version)
+            await asyncio.to_thread(backend.rollback, version)  # reads the version's files: off the loop
+            return RolledBack(version=version)
 
-        return await ask_updater(token, request, roll_back)
+        return await change_model(token, request, roll_back, 200)
 
     @app.get("/healthz")
     async def healthz() -> dict:

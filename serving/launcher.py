@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 LOOPBACK_ONLY_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+GROUP_SIGNAL_S = 0.5  # a signal to the whole group ends the canary (`serving.node_processes`) within this
 ADDRESS_FILE = "rebq-gcs-address"  # in the Ray temp dir: where another driver finds the local Ray
 
 
@@ -81,8 +83,11 @@ def keep_ray_on_loopback() -> None:
 
 def start_local_ray(config: RayConfig, server: ServerConfig) -> None:
     """A one-node Ray whose every listener is on 127.0.0.1, its Serve set up for `server.ingress`."""
+    from serving.serve_internals import quick_exit_environment
+
     keep_ray_on_loopback()
     os.environ.update(ingress_environment(server))  # inherited by every Ray process started below
+    os.environ.update(quick_exit_environment())
     import ray
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -149,15 +154,70 @@ def wait_until_healthy(url: str, timeout_s: float, stop: threading.Event | None 
     raise TimeoutError(f"{url}/healthz did not answer 200 within {timeout_s:.0f} s")
 
 
-def shutdown() -> None:
+def node_answers(gcs_address: str, timeout_s: float = 0.2) -> bool:
+    """Whether the Ray node's GCS at `gcs_address` (host:port) still takes connections."""
+    host, _, port = gcs_address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+class Step:
+    """`call` run on a thread of its own, so that a stop need not wait for it: a step given up on is left
+    behind (a daemon thread), and its outcome with it."""
+
+    def __init__(self, call: Callable[[], object]):
+        self.error: BaseException | None = None
+        self._done = threading.Event()
+        self._call = call
+        threading.Thread(target=self._run, name="rebq-step", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self._call()
+        except BaseException as error:  # handed to whoever waits, if anyone still does
+            self.error = error
+        finally:
+            self._done.set()
+
+    def wait(self, timeout_s: float, worth_waiting: Callable[[], bool]) -> bool:
+        """True once the call returned or raised; False when `timeout_s` passed or `worth_waiting()` said no."""
+        deadline = time.monotonic() + timeout_s
+        while not self._done.wait(0.05):
+            if time.monotonic() > deadline or not worth_waiting():
+                return False
+        return True
+
+
+def shutdown(node: str | None = None, group_signalled: bool = False) -> None:
+    """Stop the application, then the Ray this process started (a Ray it joined is left running), then any
+    process marked `node` (`serving.node_processes`) that outlived it.
+
+    The application is deleted, so that its replicas finish the requests they hold (for `DRAIN_S` at most), then
+    `ray.shutdown()` ends the controller, the proxy, the updater and the node. Not `serve.shutdown()`: its
+    controller kills itself while the driver waits on it, which Ray prints as a failed task, and it waits 30 s
+    for a controller that a signal to the whole process group has already ended. When the signal went to the
+    whole group (`group_signalled`), or the node's GCS stops answering, Ray's processes are ending on their own:
+    the deletion is skipped or given up, as calls to them would fail and Ray's core would print so.
+    """
     import ray
     from ray import serve
 
-    if ray.is_initialized():
-        try:
-            serve.shutdown()
-        finally:
-            ray.shutdown()
+    from serving.deployment import APP_NAME, DRAIN_S
+    from serving.node_processes import end_node_processes
+
+    try:
+        if ray.is_initialized() and not group_signalled:
+            gcs = ray.get_runtime_context().gcs_address
+            deleting = Step(lambda: serve.delete(APP_NAME))
+            if deleting.wait(DRAIN_S + 2, lambda: node_answers(gcs)) and deleting.error:
+                log.debug("deleting the application failed: %s", deleting.error)
+    finally:
+        ray.shutdown()
+        if node:
+            end_node_processes(node)
 
 
 def check_host(host: str, token: str | None) -> None:
@@ -174,17 +234,27 @@ def serve_until_signalled(
 ) -> int:
     """Run the server until SIGINT or SIGTERM, then stop Serve and Ray; returns the exit code.
 
-    The handlers are installed after Ray starts: its core worker installs its own for SIGTERM.
+    The handlers are installed after Ray starts: its core worker installs its own for SIGTERM. A Ctrl-C while
+    Ray starts ends the start; a signal while the application deploys (its replicas load their towers) stops
+    the server without waiting for the deployment to finish.
     """
     from serving.auth import load_token
+    from serving.node_processes import GroupCanary, mark_node
 
     check_host(config.server.host, load_token(config.server.auth))
     stop = threading.Event()
-    previous = {}
+    canary = GroupCanary()
+    previous, node = {}, mark_node()
     try:
-        start_local_ray(config.ray, config.server)
+        try:
+            start_local_ray(config.ray, config.server)
+        except KeyboardInterrupt:
+            log.info("stopping")
+            return 0
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-        deploy(config)
+        deploying = Step(lambda: deploy(config))
+        if deploying.wait(float("inf"), lambda: not stop.is_set()) and deploying.error:
+            raise deploying.error
         where = addresses(config)
         wait_until_healthy(where.api, ready_timeout_s, stop)
         if not stop.is_set():
@@ -193,6 +263,7 @@ def serve_until_signalled(
         log.info("stopping")
         return 0
     finally:
-        shutdown()
+        shutdown(node, group_signalled=canary.died_within(GROUP_SIGNAL_S if stop.is_set() else 0))
+        canary.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -105,11 +105,14 @@ class ReplicaMetrics:
 
 
 class UpdaterMetrics:
-    """Created inside the updater actor (plain Ray metrics: it is no Serve replica).
+    """The updater's observer (`updater.service.UpdaterObserver`), created inside the updater actor (plain
+    Ray metrics: it is no Serve replica).
 
     Its gauges are set when something happens, which may be hours apart: the actor calls `refresh`
-    every GAUGE_REFRESH_S so that Ray keeps exporting their last values.
+    every `refresh_s` (GAUGE_REFRESH_S) so that Ray keeps exporting their last values.
     """
+
+    refresh_s = GAUGE_REFRESH_S
 
     def __init__(self) -> None:
         from ray.util.metrics import Counter as RayCounter
@@ -152,6 +155,9 @@ class UpdaterMetrics:
         if finished_task_gone:
             self.buffered.set(0, tags={"task": outcome.task})
         self.observe_buffered(buffered)
+
+    def observe_dropped(self, task: str) -> None:
+        self.buffered.set(0, tags={"task": task})
 
     def refresh(self) -> None:
         """Set every gauge's last values again."""

@@ -1,4 +1,4 @@
-"""The one place rebq-serve reaches into Ray Serve's private modules, and why.
+"""The one place rebq-serve reaches into Ray's private parts, and why.
 
 Serve 2.60 has no public option for either of two things a replica with direct ingress needs:
 - its inter-deployment gRPC server binds `[::]:0`, every interface, even when Ray itself is kept on
@@ -8,8 +8,9 @@ Serve 2.60 has no public option for either of two things a replica with direct i
   same port back until the dead one's connections leave TIME_WAIT, a minute later.
 
 Each is a wrapper around one function of `ray.serve._private.replica`, installed once per process by the
-replica's constructor. They were written against `WRITTEN_FOR` and `tests/test_serve_internals.py` fails
-on any other Ray, so that an upgrade has to look at them again.
+replica's constructor. And Ray 2.60 has no public option for a third thing `rebq-serve serve` needs, a stop
+within seconds (see `quick_exit_environment`). They were written against `WRITTEN_FOR` and
+`tests/test_serve_internals.py` fails on any other Ray, so that an upgrade has to look at them again.
 """
 
 from __future__ import annotations
@@ -18,7 +19,23 @@ import os
 
 from serving.launcher import LOOPBACK_ONLY_VARIABLE
 
-WRITTEN_FOR = "2.60.0"  # the Ray version whose private replica module these wrap
+WRITTEN_FOR = "2.60.0"  # the Ray version whose private parts these were written against
+TASK_EVENTS_FLUSH_VARIABLE = "RAY_task_events_shutdown_flush_timeout_ms"  # one of Ray's internal settings
+AUTO_CONNECT_VARIABLE = "RAY_ENABLE_AUTO_CONNECT"  # read once, when `ray` is imported
+
+
+def quick_exit_environment() -> dict[str, str]:
+    """Two of Ray's internal settings that keep a stop of `rebq-serve serve` short and quiet; set before Ray is
+    imported and started (every process of the node reads them from the environment).
+
+    - On `ray.shutdown()` a driver's core worker sends the GCS the task events it still holds, and waits up to
+      5 s for an answer. When a signal to the whole process group (a service manager's SIGTERM) has already
+      stopped the GCS, that answer never comes. Half a second is ample for a GCS that is alive.
+    - A Ray call made once Ray is shut down starts a new local Ray (and prints so), unless automatic
+      connection is off. A stop that gives up waiting on a step (see `serving.launcher.shutdown`) leaves it
+      behind on a thread of its own, whose next call must fail instead.
+    """
+    return {TASK_EVENTS_FLUSH_VARIABLE: "500", AUTO_CONNECT_VARIABLE: "0"}
 
 
 def bind_replica_grpc_to_loopback() -> None:

@@ -1,9 +1,11 @@
-"""The HTTP layer's backend in this process: a Predictor answering one sample per batch, without Ray."""
+"""The HTTP layer's backend in this process: a Predictor answering one sample per batch, without Ray or an
+updater (rollback needs none)."""
 
 import asyncio
 
 from serving.backend import BatchInfo, UpdaterUnavailable
 from serving.predictor import Predictor
+from updater.publishing import roll_back
 
 
 class InProcessBackend:
@@ -44,8 +46,8 @@ class InProcessBackend:
     async def drop_task(self, name):
         raise UpdaterUnavailable("no updater is running")
 
-    async def rollback(self, version):
-        raise UpdaterUnavailable("no updater is running")
+    def rollback(self, version):
+        roll_back(self.predictor.state_dir, version)
 
     async def updater_status(self):
         return None

@@ -20,10 +20,13 @@ def test_bench_towers_writes_json_and_table(tmp_path, tiny_config, capsys):
     for modality in ("text", "image"):
         for batch in ("batch_1", "batch_16"):
             cell = results[modality][batch]
-            assert set(cell) == {"torch_ms", "onnx_ms", "onnx_prompted_ms"}
+            assert set(cell) == {"torch_ms", "onnx_ms", "onnx_prompted_ms", "onnx_int8_ms"}
             assert all(value > 0 for value in cell.values())
+    assert results["config"]["int8_backbone"]["text"]["precision"] == "int8"
+    assert results["config"]["backbone"]["image"]["precision"] == "fp32"
     table = capsys.readouterr().out
     assert table.splitlines()[0].split()[:2] == ["tower", "batch"]
+    assert "int8 speed-up" in table.splitlines()[0]
     assert len(table.splitlines()) == 5
 
 

@@ -8,8 +8,8 @@ import ray
 from model.published import published_version
 from serving.deployment import REPLICA_NAMESPACE, replica_actor_names
 from serving.http_api import BATCH_ID_HEADER
-from serving.updater_actor import NAMESPACE, UPDATER_NAME
 from tests.test_feedback_live import feedback_samples
+from updater.actor import NAMESPACE, UPDATER_NAME
 
 
 def replica_actor_name() -> str:
@@ -46,6 +46,9 @@ def test_a_killed_updater_comes_back_with_every_acknowledged_sample(live_server)
     assert accepted.status_code == 202
     before = live_server.get("/v1/model").json()["updater"]
     ray.kill(ray.get_actor(UPDATER_NAME, namespace=NAMESPACE), no_restart=False)
+    served = published_version(live_server.state_dir)
+    rolled = live_server.post("/v1/model/rollback", json={"version": served})  # needs no updater
+    assert rolled.status_code == 200 and rolled.json() == {"version": served}
     deadline, status = time.monotonic() + 120, None
     while time.monotonic() < deadline:  # until the restarted updater answers, not the one being killed
         status = live_server.get("/v1/model").json()["updater"]

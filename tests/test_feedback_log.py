@@ -1,4 +1,5 @@
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -44,6 +45,34 @@ def test_committed_offset_round_trip(tmp_path):
     assert log.committed() == 0
     log.commit(7)
     assert FeedbackLog(tmp_path).committed() == 7
+
+
+def test_reading_from_an_offset_reads_nothing_before_it(tmp_path, caplog):
+    log = FeedbackLog(tmp_path)
+    log.append([sample("dog"), sample("bus"), sample("cat")])
+    damaged = log.path.read_bytes().replace(b'"label": "dog"', b'"label": "do\x00', 1)
+    log.path.write_bytes(damaged)  # record 0 no longer parses; the lines keep their lengths
+    reopened = FeedbackLog(tmp_path)
+    reopened.append([sample("hen"), sample("owl")])
+    with caplog.at_level(logging.ERROR):
+        assert [(r.offset, r.label) for r in reopened.read(3)] == [(3, "hen"), (4, "owl")]
+        assert [r.label for r in reopened.records([4, 1, 9])] == ["bus", "owl"]
+        assert list(reopened.read(5)) == []
+    assert caplog.text == ""  # record 0 was never read
+    with caplog.at_level(logging.ERROR):
+        assert [r.offset for r in reopened.read()] == [1, 2, 3, 4]  # the damaged one passed over, loudly
+    assert "record 0 is unreadable and passed over" in caplog.text
+
+
+def test_a_damaged_committed_offset_is_set_aside_and_read_as_zero(tmp_path, caplog):
+    FeedbackLog(tmp_path).commit(7)
+    (tmp_path / "committed.json").write_bytes(b'{"offset": 7')
+    with caplog.at_level(logging.ERROR):
+        log = FeedbackLog(tmp_path)
+    assert log.committed() == 0 and "committed.json is unreadable" in caplog.text
+    assert (tmp_path / "committed.json.unreadable").read_bytes() == b'{"offset": 7'
+    log.commit(3)
+    assert FeedbackLog(tmp_path).committed() == 3
 
 
 WRITER = """

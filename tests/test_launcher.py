@@ -1,8 +1,12 @@
-"""What `rebq-serve serve` tells Ray and Serve, and where it says the API is; no Ray started here."""
+"""What `rebq-serve serve` tells Ray and Serve, where it says the API is, and how its stop is bounded; no Ray
+started here."""
+
+import socket
+import threading
 
 from serving.cli import announcement
 from serving.config import AppConfig, RayConfig, ServerConfig
-from serving.launcher import addresses, ingress_environment
+from serving.launcher import Step, addresses, ingress_environment, node_answers
 
 
 def app(**server) -> AppConfig:
@@ -46,3 +50,27 @@ def test_proxy_ingress_has_one_address():
     where = addresses(app(port=9000, ingress="proxy"))
     assert where.api == where.proxy == "http://127.0.0.1:9000" and where.replicas == ()
     assert "proxy" not in announcement(where) and "replicas" not in announcement(where)
+
+
+def test_a_node_answers_while_its_gcs_port_takes_connections():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        assert node_answers(address)
+    assert not node_answers(address)
+
+
+def test_a_step_is_waited_for_until_done_or_no_longer_worth_waiting():
+    done = Step(lambda: None)
+    assert done.wait(5, worth_waiting=lambda: True) and done.error is None
+    failed = Step(lambda: 1 / 0)
+    assert failed.wait(5, worth_waiting=lambda: True) and isinstance(failed.error, ZeroDivisionError)
+    release = threading.Event()
+    blocked = Step(release.wait)
+    assert not blocked.wait(0.2, worth_waiting=lambda: True)
+    polls = []
+    assert not blocked.wait(60, worth_waiting=lambda: polls.append(1) or len(polls) < 3)
+    assert len(polls) == 3
+    release.set()
+    assert blocked.wait(5, worth_waiting=lambda: True)

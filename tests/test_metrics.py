@@ -74,6 +74,14 @@ def test_samples_recovered_from_the_log_are_reported_and_kept(recorded):
     assert recorded[("rebq_samples_buffered", "kill-test")] == [5, 5]
 
 
+def test_a_dropped_task_buffers_nothing_from_then_on(recorded):
+    metrics = UpdaterMetrics()
+    metrics.observe_buffered({"to-drop": {"kite": 2}})
+    metrics.observe_dropped("to-drop")
+    metrics.refresh()
+    assert recorded == {("rebq_samples_buffered", "to-drop"): [2, 0, 0]}
+
+
 def test_a_replica_counts_unknown_answers_by_missing_pattern(monkeypatch):
     counted = []
     monkeypatch.setattr(

@@ -2,11 +2,21 @@
 
 import asyncio
 import inspect
+from pathlib import Path
 
 import ray
+import ray._raylet
+from ray._private import auto_init_hook
 from ray.serve._private import replica
 
-from serving.serve_internals import WRITTEN_FOR, bind_replica_grpc_to_loopback, rebind_replica_port_at_once
+from serving.serve_internals import (
+    AUTO_CONNECT_VARIABLE,
+    TASK_EVENTS_FLUSH_VARIABLE,
+    WRITTEN_FOR,
+    bind_replica_grpc_to_loopback,
+    quick_exit_environment,
+    rebind_replica_port_at_once,
+)
 
 
 def test_ray_is_the_version_the_wrappers_were_written_for():
@@ -49,3 +59,10 @@ def test_the_replica_port_is_bound_with_address_reuse(monkeypatch):
     rebind_replica_port_at_once()
     asyncio.run(replica.start_asgi_http_server("app", port=8000))
     assert calls == [{"port": 8000, "enable_so_reuseport": True}]
+
+
+def test_the_internal_settings_for_a_quick_exit_are_ones_ray_reads():
+    name = TASK_EVENTS_FLUSH_VARIABLE.removeprefix("RAY_")
+    assert name.encode() in Path(ray._raylet.__file__).read_bytes()  # Ray's core reads RAY_<setting> at start
+    assert f'"{AUTO_CONNECT_VARIABLE}"' in inspect.getsource(auto_init_hook)
+    assert set(quick_exit_environment()) == {TASK_EVENTS_FLUSH_VARIABLE, AUTO_CONNECT_VARIABLE}

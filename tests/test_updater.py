@@ -1,33 +1,15 @@
 import json
+import logging
 import random
 
 import pytest
 
 from model.published import load_published, published_version
-from tests.images import image_bytes
-from tests.learning_data import samples
-from tests.served_state import SMALL
+from tests.updaters import feedback, make
+from updater import updater as updater_module
+from updater.errors import TaskNotBuffered, TaskTraining
 from updater.feedback_log import FeedbackRecord, NewFeedback
 from updater.holdout import split_holdout
-from updater.trainer import TrainerConfig
-from updater.updater import Updater, UpdaterConfig
-
-FAST = TrainerConfig(epochs=6)
-
-
-def feedback(labels, per_class=5, task=None, shuffle_labels=False):
-    images, texts, out = samples(labels, per_class)
-    if shuffle_labels:
-        random.Random(0).shuffle(out)
-    return [
-        NewFeedback(label=label, task=task, text=text, image_bytes=image_bytes(image))
-        for image, text, label in zip(images, texts, out, strict=True)
-    ]
-
-
-def make(tmp_path, backbone, **config) -> Updater:
-    settings = {"min_samples_per_class": 3, "quiet_seconds": 0, "min_accuracy": 0.0, **config}
-    return Updater(tmp_path, backbone, SMALL, FAST, UpdaterConfig(**settings))
 
 
 def test_grouping_by_task_field_and_by_new_labels(tmp_path, tiny_backbone):
@@ -85,13 +67,6 @@ def test_the_gate_refuses_a_task_it_cannot_learn(tmp_path, tiny_backbone):
     assert updater.due() == "feedback-1"
 
 
-def test_gate_refuses_forgetting_beyond_the_limit(tmp_path, tiny_backbone):
-    updater = make(tmp_path, tiny_backbone, max_forgetting=5.0)
-    assert updater._gate(80.0, {"old": 4.0}) is None
-    assert "task old would lose 6.0 points" in updater._gate(80.0, {"old": 6.0})
-    assert "no held-back sample" in updater._gate(None, {})
-
-
 def test_restart_recovers_what_the_log_holds_beyond_the_committed_offset(tmp_path, tiny_backbone):
     first = make(tmp_path, tiny_backbone)
     first.accept(feedback(["dog", "bus"], 4))
@@ -105,7 +80,7 @@ def test_restart_recovers_what_the_log_holds_beyond_the_committed_offset(tmp_pat
 
 
 def test_training_an_unknown_task_is_refused(tmp_path, tiny_backbone):
-    with pytest.raises(KeyError):
+    with pytest.raises(TaskNotBuffered, match="no samples are buffered for task 'nothing'"):
         make(tmp_path, tiny_backbone).train("nothing")
 
 
@@ -144,11 +119,11 @@ def test_a_dropped_task_is_gone_for_good_and_the_others_stay(tmp_path, tiny_back
 
 def test_only_a_buffered_task_that_is_not_training_can_be_dropped(tmp_path, tiny_backbone):
     updater = make(tmp_path, tiny_backbone)
-    with pytest.raises(KeyError):
+    with pytest.raises(TaskNotBuffered):
         updater.drop("nothing")
     updater.accept(feedback(["dog"], 2, task="pets"))
     updater.training = "pets"  # as while train() runs
-    with pytest.raises(RuntimeError, match="training"):
+    with pytest.raises(TaskTraining, match="task pets is training; drop it after"):
         updater.drop("pets")
     assert updater.status()["buffered"] == {"pets": {"dog": 2}}
 
@@ -167,11 +142,60 @@ def test_an_unreadable_holdout_file_is_set_aside_and_the_updater_starts(tmp_path
     updater.accept(feedback(["dog", "bus"], 5))
     assert updater.train(updater.due()).published
     holdout = updater.log.folder / "holdout.json"
-    assert json.loads(holdout.read_text()) == {"feedback-1": updater._holdout["feedback-1"]}
+    assert json.loads(holdout.read_text()) == {"feedback-1": [0, 5]} == updater.holdout.offsets
     holdout.write_bytes(holdout.read_bytes()[:7])  # torn, as a disk fault could leave it
     restarted = make(tmp_path, tiny_backbone)
-    assert restarted._holdout == {} and not holdout.exists()
+    assert restarted.holdout.offsets == {} and not holdout.exists()
     assert (updater.log.folder / "holdout.json.unreadable").read_bytes() == b'{"feedba'[:7]
     assert "holdout.json is unreadable" in caplog.text
     restarted.accept(feedback(["tree", "cake"], 4))
     assert restarted.train("feedback-2").published  # the gate measures what it can
+
+
+def test_a_damaged_dropped_file_brings_the_dropped_samples_back_rather_than_losing_any(tmp_path, tiny_backbone):
+    updater = make(tmp_path, tiny_backbone)
+    updater.accept(feedback(["dog"], 2, task="pets"))  # offsets 0-1
+    updater.accept(feedback(["tree"], 3, task="plants"))  # offsets 2-4
+    updater.drop("plants")
+    dropped = updater.log.folder / "dropped.json"
+    assert json.loads(dropped.read_text()) == [2, 3, 4]
+    dropped.write_bytes(b"[2, 3")
+    restarted = make(tmp_path, tiny_backbone)
+    assert restarted.status()["buffered"] == {"pets": {"dog": 2}, "plants": {"tree": 3}}
+    assert (updater.log.folder / "dropped.json.unreadable").read_bytes() == b"[2, 3"
+
+
+def test_a_damaged_committed_offset_rereads_the_whole_log(tmp_path, tiny_backbone, caplog):
+    updater = make(tmp_path, tiny_backbone)
+    updater.accept(feedback(["dog", "bus"], 5))
+    assert updater.train("feedback-1").published and updater.status()["committed_offset"] == 10
+    updater.accept(feedback(["tree"], 2))
+    (updater.log.folder / "committed.json").write_bytes(b'{"offs')
+    with caplog.at_level(logging.ERROR):
+        restarted = make(tmp_path, tiny_backbone)
+    assert "committed.json is unreadable" in caplog.text
+    status = restarted.status()
+    assert status["committed_offset"] == 0 and status["known_class_samples"] == 10  # learned: counted only
+    assert status["buffered"] == {"feedback-2": {"tree": 2}}
+
+
+def test_held_back_samples_are_encoded_once(tmp_path, tiny_backbone, monkeypatch):
+    encoded = []
+
+    def counting(model, log, records):
+        encoded.append(len(records))
+        return encode(model, log, records)
+
+    encode = updater_module.encode_records
+    monkeypatch.setattr(updater_module, "encode_records", counting)
+    first = make(tmp_path, tiny_backbone)
+    first.accept(feedback(["dog", "bus"], 5))
+    assert first.train("feedback-1").published and encoded == [2, 8]  # held back, then trained on
+    restarted = make(tmp_path, tiny_backbone)
+    restarted.accept(feedback(["tree", "cake"], 4))
+    encoded.clear()
+    assert restarted.train("feedback-2").published and encoded == [2, 2, 6]  # feedback-1's held back, once
+    restarted.accept(feedback(["frog", "star"], 4))
+    encoded.clear()
+    outcome = restarted.train("feedback-3")
+    assert outcome.published and encoded == [2, 6] and set(outcome.forgetting) == {"feedback-1", "feedback-2"}

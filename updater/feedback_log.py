@@ -5,6 +5,9 @@ Pictures are stored once each under `images/`, named by their SHA-256, written a
 the line that names them. A request's records go in one write, so a crash leaves at most a partial
 last line, never acknowledged, which the next start cuts off. `committed.json` holds the offset below
 which every record has been consumed (learned, or counted for a class already learned).
+
+The log keeps where each line starts, so it reads from an offset (or picks out records) without
+scanning from the start; a line that does not parse (a disk fault) is logged and passed over.
 """
 
 from __future__ import annotations
@@ -15,17 +18,22 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pydantic import TypeAdapter
+
 from model.durable_files import fsync_folder, write_atomically
+from updater.state_files import read_state, write_state
 
 log = logging.getLogger(__name__)
 
 LOG_FILE = "log.jsonl"
 COMMITTED_FILE = "committed.json"
 IMAGES = "images"
+COMMITTED_SHAPE = TypeAdapter(dict[str, int])
 
 
 @dataclass(frozen=True)
@@ -57,9 +65,26 @@ def image_digest(data: bytes) -> str:
 def read_records(path: Path) -> Iterator[FeedbackRecord]:
     """Every whole record of a log file, read without changing it (an unfinished last line is passed over)."""
     with open(path, "rb") as handle:
-        for line in handle:
-            if line.endswith(b"\n"):
-                yield FeedbackRecord(**json.loads(line))
+        for offset, line in enumerate(handle):
+            if line.endswith(b"\n") and (record := parse_record(line, offset, path)) is not None:
+                yield record
+
+
+def parse_record(line: bytes, offset: int, path: Path) -> FeedbackRecord | None:
+    """The record of one line, or None (logged) for a line that does not parse."""
+    try:
+        return FeedbackRecord(**json.loads(line))
+    except (ValueError, TypeError) as error:
+        log.error("%s: record %d is unreadable and passed over: %s", path, offset, error)
+        return None
+
+
+def line_starts(data: bytes) -> array:
+    """Where each line of `data` (whole lines) starts, then where the last one ends."""
+    starts = array("q", [0])
+    for line in data.split(b"\n")[:-1]:
+        starts.append(starts[-1] + len(line) + 1)
+    return starts
 
 
 class FeedbackLog:
@@ -69,17 +94,18 @@ class FeedbackLog:
         self.images.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / LOG_FILE
         self._lock = threading.Lock()
-        self._end = self._recover()
+        self._starts = self._recover()  # (end + 1,) byte positions: each record's line, then the file's end
+        self._committed = read_state(self.folder / COMMITTED_FILE, COMMITTED_SHAPE, {}).get("offset", 0)
 
     @property
     def end(self) -> int:
         """The number of records: the offset the next one gets."""
-        return self._end
+        return len(self._starts) - 1
 
-    def _recover(self) -> int:
-        """Cut off a partial last line (an append that never finished); the number of whole records."""
+    def _recover(self) -> array:
+        """Cut off a partial last line (an append that never finished); where each whole record starts."""
         if not self.path.exists():
-            return 0
+            return array("q", [0])
         data = self.path.read_bytes()
         whole = data.rfind(b"\n") + 1
         if whole < len(data):
@@ -87,7 +113,7 @@ class FeedbackLog:
             with open(self.path, "rb+") as handle:
                 handle.truncate(whole)
                 os.fsync(handle.fileno())
-        return data[:whole].count(b"\n")
+        return line_starts(data[:whole])
 
     def _store_image(self, data: bytes, suffix: str) -> str:
         name = image_digest(data) + suffix
@@ -104,45 +130,54 @@ class FeedbackLog:
             ]
             if any(names):
                 fsync_folder(self.images)
-            now = time.time()
+            now, end = time.time(), self.end
             records = [
-                FeedbackRecord(self._end + i, sample.label, sample.task, sample.text, name, now)
+                FeedbackRecord(end + i, sample.label, sample.task, sample.text, name, now)
                 for i, (sample, name) in enumerate(zip(samples, names, strict=True))
             ]
-            lines = b"".join(json.dumps(asdict(record)).encode() + b"\n" for record in records)
+            lines = [json.dumps(asdict(record)).encode() + b"\n" for record in records]
             with open(self.path, "ab") as handle:
-                handle.write(lines)
+                handle.write(b"".join(lines))
                 handle.flush()
                 os.fsync(handle.fileno())
-            if self._end == 0:
+            if end == 0:
                 fsync_folder(self.folder)
-            self._end += len(records)
+            for line in lines:
+                self._starts.append(self._starts[-1] + len(line))
             return records
 
     def read(self, start: int = 0) -> Iterator[FeedbackRecord]:
         """Records from offset `start` to the end as it is now."""
-        end = self._end
-        if not self.path.exists():
+        end = self.end
+        if start >= end:
             return
         with open(self.path, "rb") as handle:
-            for offset, line in enumerate(handle):
-                if offset >= end:
-                    break
-                if offset >= start:
-                    yield FeedbackRecord(**json.loads(line))
+            handle.seek(self._starts[start])
+            for offset in range(start, end):
+                if (record := parse_record(handle.readline(), offset, self.path)) is not None:
+                    yield record
 
-    def records(self, offsets: set[int]) -> list[FeedbackRecord]:
-        return [record for record in self.read(min(offsets)) if record.offset in offsets] if offsets else []
+    def records(self, offsets: Iterable[int]) -> list[FeedbackRecord]:
+        """The records at `offsets` that the log holds, in offset order."""
+        wanted = sorted(offset for offset in set(offsets) if 0 <= offset < self.end)
+        if not wanted:
+            return []
+        picked = []
+        with open(self.path, "rb") as handle:
+            for offset in wanted:
+                handle.seek(self._starts[offset])
+                if (record := parse_record(handle.readline(), offset, self.path)) is not None:
+                    picked.append(record)
+        return picked
 
     def image_path(self, record: FeedbackRecord) -> Path | None:
         return self.images / record.image if record.image else None
 
     def committed(self) -> int:
-        try:
-            return int(json.loads((self.folder / COMMITTED_FILE).read_text())["offset"])
-        except FileNotFoundError:
-            return 0
+        """The offset below which every record is consumed (0 while none is, or if its file was damaged)."""
+        return self._committed
 
     def commit(self, offset: int) -> None:
         """Every record below `offset` is consumed; written atomically."""
-        write_atomically(self.folder / COMMITTED_FILE, json.dumps({"offset": offset}).encode())
+        write_state(self.folder / COMMITTED_FILE, {"offset": offset})
+        self._committed = offset
