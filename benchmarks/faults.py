@@ -25,7 +25,7 @@ from tqdm import tqdm
 from benchmarks import fault_injection as inject
 from benchmarks.fault_injection import Bench, FaultError, Verdict
 from benchmarks.feedback_ledger import FeedbackLedger, FeedbackStream, SentSample, as_feedback, lost_samples
-from benchmarks.report import write_report
+from benchmarks.report import aligned, write_report
 from benchmarks.swap import Answer, LoadLoop, admin_client
 from model.config import StrictModel
 from model.dataset import Sample, load_jsonl
@@ -184,8 +184,7 @@ def format_report(result: dict) -> str:
         verdict = "ok" if fault["passed"] else "FAILED"
         failed = fault["failed_requests_during"]
         rows.append((fault["name"], f"{verdict}, {fault['seconds']:.1f} s, {failed} failed: {fault['outcome']}"))
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+    return aligned(rows)
 
 
 def main(config: FaultsConfig, out: Path) -> dict:

@@ -26,7 +26,7 @@ from pydantic import Field, field_validator
 from tqdm import tqdm
 
 from benchmarks.processes import ray_resident_mb
-from benchmarks.report import write_report
+from benchmarks.report import aligned, write_report
 from model.config import StrictModel
 from model.dataset import Sample, load_jsonl
 from serving.config import AppConfig
@@ -229,8 +229,7 @@ def format_report(result: dict) -> str:
     ]
     if r.get("server_rss_mb") is not None:
         rows.append(("server memory", f"{r['server_rss_mb']:.0f} MiB resident (all Ray processes)"))
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+    return aligned(rows)
 
 
 def main(config: LoadConfig, app: AppConfig, out: Path) -> dict:

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from benchmarks.faults import count_by_status, statuses_text
 from benchmarks.feedback_ledger import FeedbackLedger
-from benchmarks.report import write_report
+from benchmarks.report import aligned, write_report
 from benchmarks.restart_checks import Watcher, check_start, torn_versions
 from benchmarks.server_process import ServerFailed, ServerProcess, free_port
 from benchmarks.swap import admin_client
@@ -252,8 +252,7 @@ def format_report(result: dict) -> str:
         ("output", f"{r['alarm_lines']} lines of warnings or errors from the server's starts"),
         ("verdict", "ok" if r["passed"] else f"FAILED {r['failure'] or ''}".strip()),
     ]
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+    return aligned(rows)
 
 
 def main(config: PowerCutConfig, base: AppConfig, out: Path) -> dict:

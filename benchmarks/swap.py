@@ -30,7 +30,7 @@ from pydantic import Field
 from tqdm import tqdm
 
 from benchmarks.load import percentile_ms
-from benchmarks.report import write_report
+from benchmarks.report import aligned, write_report
 from model.config import StrictModel
 from model.dataset import Sample, load_jsonl
 from serving.auth import TOKEN_VARIABLE
@@ -272,5 +272,4 @@ def format_report(result: dict) -> str:
                 f"(training {result['freshness_training_s']:.1f} s)",
             )
         )
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+    return aligned(rows)
