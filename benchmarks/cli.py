@@ -164,7 +164,11 @@ def add_bench_commands(commands) -> None:
     bench_load.add_argument("--url", default="http://127.0.0.1:8000", help="the running server")
     bench_load.add_argument("--concurrency", type=int, default=8, help="requests in flight")
     bench_load.add_argument("--requests", type=int, default=400, help="requests to send (after a warm-up)")
-    bench_load.add_argument("--mix", default="complete=0.4,image=0.3,text=0.3", help="shares of missing patterns")
+    bench_load.add_argument(
+        "--mix",
+        default="complete=0.4,text_missing=0.3,image_missing=0.3",
+        help="shares of the missing patterns complete, text_missing and image_missing",
+    )
     bench_load.add_argument("--data", type=Path, required=True, help="JSONL data set the requests are made from")
     bench_load.add_argument("--single-requests", type=int, default=40, help="one-at-a-time requests timed")
     bench_load.add_argument(

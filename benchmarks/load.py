@@ -29,20 +29,21 @@ from benchmarks.processes import ray_resident_mb
 from benchmarks.report import aligned, write_report
 from model.config import StrictModel
 from model.dataset import Sample, load_jsonl
+from model.modality import MISSING_PATTERNS
 from serving.config import AppConfig
 from serving.decode import decode_json_request
 from serving.http_api import BATCH_SIZE_HEADER
 
 log = logging.getLogger(__name__)
 
-PATTERNS = ("complete", "image", "text")  # image: only the image is sent; text: only the text
+DEFAULT_MIX = {"complete": 0.4, "text_missing": 0.3, "image_missing": 0.3}
 
 
 class LoadConfig(StrictModel):
     url: str
     concurrency: int = Field(8, ge=1, le=1024)
     requests: int = Field(400, ge=1, le=100_000)
-    mix: dict[str, float] = {"complete": 0.4, "image": 0.3, "text": 0.3}
+    mix: dict[str, float] = DEFAULT_MIX  # shares of each missing pattern (`model.modality.MISSING_PATTERNS`)
     data: Path
     single_requests: int = Field(40, ge=5, le=10_000)
     warmup: int = Field(16, ge=0, le=1000)
@@ -51,14 +52,14 @@ class LoadConfig(StrictModel):
     @field_validator("mix")
     @classmethod
     def _known_patterns(cls, mix: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(mix) - set(PATTERNS))
+        unknown = sorted(set(mix) - set(MISSING_PATTERNS))
         if unknown or not mix or min(mix.values()) < 0 or sum(mix.values()) <= 0:
-            raise ValueError(f"mix: {mix} must give non-negative shares of {', '.join(PATTERNS)}")
+            raise ValueError(f"mix: {mix} must give non-negative shares of {', '.join(MISSING_PATTERNS)}")
         return mix
 
 
 def parse_mix(text: str) -> dict[str, float]:
-    """`complete=0.4,image=0.3,text=0.3` as a dict."""
+    """`complete=0.4,text_missing=0.3,image_missing=0.3` as a dict."""
     try:
         return {name.strip(): float(share) for name, share in (part.split("=") for part in text.split(","))}
     except ValueError as error:
@@ -66,10 +67,11 @@ def parse_mix(text: str) -> dict[str, float]:
 
 
 def request_body(sample: Sample, pattern: str) -> dict:
+    """A request for `sample` that leaves out what `pattern` says is missing."""
     body: dict = {"top_k": 5}
-    if pattern in ("complete", "image"):
+    if pattern != "image_missing":
         body["image"] = base64.b64encode(sample.image_path.read_bytes()).decode()
-    if pattern in ("complete", "text"):
+    if pattern != "text_missing":
         body["text"] = sample.text
     return body
 

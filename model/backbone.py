@@ -12,7 +12,7 @@ from model.config import BackboneConfig, ImageTowerConfig
 from model.onnx_export import OnnxCache
 from model.onnx_tower import OnnxTower, served_precision
 from model.text_tower import TextTower
-from model.tower import Tower
+from model.tower import FrozenTower, Tower
 from model.vit_tower import VitTower
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,8 @@ def load_image_tower(config: ImageTowerConfig) -> Tower:
 class Backbone:
     """An image tower and a text tower (torch `Tower`s or `OnnxTower`s) and their joint fingerprint."""
 
-    image: Any
-    text: Any
+    image: FrozenTower
+    text: FrozenTower
     fingerprint: str
 
     def describe(self) -> dict[str, Any]:

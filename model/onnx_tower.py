@@ -104,6 +104,7 @@ class OnnxTower:
         self.prompt_kind = tower.prompt_kind
         self.input_names = tower.input_names
         self.feature_dim = tower.feature_dim
+        self.encodes_prompts_alone = tower.encodes_prompts_alone
         self.model_path = Path(model_path)
         self.threads = threads
         self.session = self._new_session(choose_providers(device))

@@ -32,7 +32,7 @@ from model.marginal_lda import MarginalLda
 from model.modality import Modality
 from model.prompt_pool import PromptPool
 from model.strategies import MEMORY_POOLS, POOL_QUERIES, PROMPT_POOLS, make_strategy
-from model.tower import PromptKind
+from model.tower import FrozenTower, PromptKind
 
 POOLS = PROMPT_POOLS + MEMORY_POOLS
 
@@ -52,7 +52,7 @@ class LearnerOutput:
 class RebQLearner(nn.Module):
     """The trainable parts around two frozen towers (torch `Tower`s or `OnnxTower`s)."""
 
-    def __init__(self, image_tower, text_tower, config: LearnerConfig):
+    def __init__(self, image_tower: FrozenTower, text_tower: FrozenTower, config: LearnerConfig):
         super().__init__()
         self.config = config
         self.image_tower, self.text_tower = image_tower, text_tower
@@ -68,14 +68,10 @@ class RebQLearner(nn.Module):
         self.lda = MarginalLda(image_dim, text_dim, config.lda_shrinkage)
         self.calibration = Calibration()  # refitted on held-back samples after each task
 
-    def _memory_shape(self, tower) -> tuple[int, ...]:
-        if self._reads_prompts(tower):
+    def _memory_shape(self, tower: FrozenTower) -> tuple[int, ...]:
+        if tower.encodes_prompts_alone:
             return tower.prompt_shape(self.config.memory_prompt_length)
         return (tower.feature_dim,)
-
-    def _reads_prompts(self, tower) -> bool:
-        """Whether the tower reconstructs by a prompt-only pass (a prefix-prompted tower with special tokens)."""
-        return tower.prompt_kind is PromptKind.PREFIX and hasattr(tower, "prompt_only_inputs")
 
     def towers(self):
         return {"image": self.image_tower, "text": self.text_tower}
@@ -108,7 +104,7 @@ class RebQLearner(nn.Module):
         prompts = memory.prompts(asked, self._components(memory, {other: asked})) if len(rows) else None
         if prompts is None:
             return torch.zeros(len(rows), tower.feature_dim)
-        if self._reads_prompts(tower):
+        if tower.encodes_prompts_alone:
             return F.normalize(tower.encode(tower.prompt_only_inputs(len(rows)), prompts), dim=-1)
         return prompts.reshape(len(rows), -1)
 

@@ -33,6 +33,7 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class TextTower(Tower):
     modality = Modality.TEXT
     prompt_kind = PromptKind.PREFIX
+    encodes_prompts_alone = True  # `[CLS] [SEP]` and the prefixes
     input_names = ("input_ids", "attention_mask")
 
     def __init__(self, encoder, tokenizer, config: TextTowerConfig, source: str):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -22,6 +22,29 @@ class PromptKind(enum.Enum):
     FEATURE = "feature"  # added to the pooled feature: prompt (D,)
 
 
+class FrozenTower(Protocol):
+    """What the learner and the replica use of a tower, whether torch runs it (`Tower`) or ONNX Runtime does
+    (`OnnxTower`). Capabilities are attributes, never guessed from which methods an object has."""
+
+    modality: Modality
+    prompt_kind: PromptKind
+    input_names: tuple[str, ...]
+    feature_dim: int
+    encodes_prompts_alone: bool
+
+    def prompt_shape(self, length: int) -> tuple[int, ...]: ...
+
+    def empty_prompts(self, batch: int) -> torch.Tensor: ...
+
+    def preprocess(self, raw: Sequence[Any]) -> dict[str, torch.Tensor]: ...
+
+    def prompt_only_inputs(self, batch: int) -> dict[str, torch.Tensor]: ...
+
+    def encode(self, inputs: dict[str, torch.Tensor], prompts: torch.Tensor | None = None) -> torch.Tensor: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
 class Tower(nn.Module):
     """A frozen encoder. Subclasses set the class attributes and implement `forward` and `preprocess`.
 
@@ -33,6 +56,9 @@ class Tower(nn.Module):
     prompt_kind: PromptKind
     input_names: tuple[str, ...]
     feature_dim: int
+    # True when the tower can encode its prompts with no input of its own (`prompt_only_inputs`): a memory
+    # pool then reconstructs this modality by a prompted pass instead of holding whole features.
+    encodes_prompts_alone: bool = False
 
     def freeze(self) -> None:
         """Frozen by construction: no tower parameter ever receives a gradient."""
@@ -48,6 +74,10 @@ class Tower(nn.Module):
 
     def preprocess(self, raw: Sequence[Any]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def prompt_only_inputs(self, batch: int) -> dict[str, torch.Tensor]:
+        """Inputs that carry nothing but the prompts; only towers with `encodes_prompts_alone` have them."""
+        raise TypeError(f"{type(self).__name__} cannot encode prompts alone")
 
     def empty_prompts(self, batch: int) -> torch.Tensor:
         """Prompts that change nothing: zero-length prefixes, or a zero feature offset."""

@@ -57,6 +57,18 @@ def test_cnn_parity(cnn_pair):
     assert_parity(torch_backbone.image, onnx_backbone.image, IMAGES, 0)
 
 
+def test_onnx_towers_declare_the_capabilities_of_the_towers_they_run(cnn_pair, vit_pair):
+    for torch_backbone, onnx_backbone in (cnn_pair, vit_pair):
+        for side in ("image", "text"):
+            torch_tower, onnx_tower = getattr(torch_backbone, side), getattr(onnx_backbone, side)
+            assert onnx_tower.prompt_kind is torch_tower.prompt_kind, side
+            assert onnx_tower.encodes_prompts_alone == torch_tower.encodes_prompts_alone, side
+    assert cnn_pair[1].text.encodes_prompts_alone and not vit_pair[1].image.encodes_prompts_alone
+    assert cnn_pair[1].text.prompt_only_inputs(2)["input_ids"].shape[0] == 2
+    with pytest.raises(TypeError, match="cannot encode prompts alone"):
+        vit_pair[1].image.prompt_only_inputs(2)
+
+
 def test_onnx_batch_of_one_and_prompts_matter(cnn_pair):
     torch_backbone, onnx_backbone = cnn_pair
     inputs = onnx_backbone.text.preprocess(["a frog"])

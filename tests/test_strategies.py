@@ -118,14 +118,26 @@ def test_fwd_prompt_trains_keys_inside_the_residual_space_of_earlier_queries(tin
     assert pool.frozen_attention[3:].eq(1).all() and not pool.frozen_attention[:3].eq(1).all()
 
 
-@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
-def test_a_state_of_each_strategy_saves_loads_and_serves_on_onnx(tiny_backbone, tiny_config, tmp_path, strategy):
-    model = ContinualModel(tiny_backbone, SMALL.model_copy(update={"strategy": strategy}))
+SERVABLE = [
+    (strategy, kind)
+    for strategy in sorted(STRATEGIES)
+    for kind in ("efficientnet", "vit")
+    if (strategy, kind) != ("exemplar_replay", "vit")  # refused, as the test below checks
+]
+
+
+@pytest.mark.parametrize(("strategy", "image_kind"), SERVABLE)
+def test_a_torch_trained_state_of_each_strategy_and_tower_kind_serves_on_onnx(
+    tiny_config, tiny_vit_config, tmp_path, strategy, image_kind
+):
+    config = tiny_vit_config if image_kind == "vit" else tiny_config
+    backbone = load_backbone(config)
+    model = ContinualModel(backbone, SMALL.model_copy(update={"strategy": strategy}))
     for name, classes in TASKS:
         learn(model, name, classes)
     model.save(tmp_path)
-    served = ContinualModel.from_state(load_backbone(tiny_config, runtime="onnx"), load_published(tmp_path))
-    restored = ContinualModel.from_state(tiny_backbone, load_published(tmp_path))
+    served = ContinualModel.from_state(load_backbone(config, runtime="onnx"), load_published(tmp_path))
+    restored = ContinualModel.from_state(backbone, load_published(tmp_path))
     images, texts, _ = samples(["dog", "cake"], per_class=3, missing={1: "image", 4: "text"})
     with torch.no_grad():
         trained_logits = model.forward(model.encode(images, texts)).logits
