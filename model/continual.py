@@ -74,6 +74,22 @@ class ContinualModel:
     def classes(self) -> list[str]:
         return [name for task in self.tasks for name in task.classes]
 
+    def run_by(self, backbone: Backbone) -> ContinualModel:
+        """This model's learned parts on `backbone`, the same towers run another way (int8 ONNX, say): what a
+        replica serving it answers. Its calibration can be fitted there and taken back (`take_calibration`)."""
+        if backbone is self.backbone:
+            return self
+        if backbone.fingerprint != self.backbone.fingerprint:
+            raise ValueError("run_by: the backbone's towers are not the ones this model was trained on")
+        served = ContinualModel(backbone, self.config)
+        served.learner.import_tensors(self.learner.export_tensors())
+        served.tasks, served.version = list(self.tasks), self.version
+        return served
+
+    def take_calibration(self, other: ContinualModel) -> None:
+        """Use the temperatures and thresholds fitted on `other` (this model run by other towers)."""
+        self.learner.calibration.import_tensors(other.learner.calibration.export_tensors())
+
     def encode(self, images: Sequence[Image.Image | None], texts: Sequence[str | None]) -> EncodedBatch:
         return encode_batch(self.backbone.image, self.backbone.text, images, texts)
 

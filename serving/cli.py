@@ -22,11 +22,11 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML or JSON configuration file (see README)")
 
 
-def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+def add_precision_argument(parser: argparse.ArgumentParser, what: str = "of the ONNX towers on the CPU") -> None:
     parser.add_argument(
         "--precision",
         choices=["fp32", "int8"],
-        help="of the ONNX towers on the CPU (default: the configuration's, fp32; CUDA keeps fp32)",
+        help=f"{what} (default: the configuration's, fp32; CUDA keeps fp32)",
     )
 
 
@@ -67,7 +67,7 @@ def _train(args: argparse.Namespace) -> int:
     from serving.config import load_config
     from updater.offline import train_offline
 
-    app = load_config(args.config)
+    app = load_config(args.config).with_overrides(precision=args.precision)
     for state in train_offline(args.data, args.state_dir, args.tasks, app):
         sys.stdout.write(f"version {state.version}: {', '.join(state.manifest.tasks[-1].classes)}\n")
     return 0
@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--tasks", type=int, help="split the classes into this many tasks (without task fields)")
     add_config_argument(train)
+    add_precision_argument(train, "of the towers versions are calibrated on, as replicas will serve them")
     train.set_defaults(handler=_train)
 
     feed = commands.add_parser("feed", help="stream a JSONL data set to a running server as labelled feedback")

@@ -35,11 +35,13 @@ class UpdaterSetup:
 @ray.remote(max_restarts=-1, max_concurrency=8)
 class UpdaterActor(UpdaterService):
     def __init__(self, setup: UpdaterSetup, observer: Callable[[], UpdaterObserver] = Unobserved):
+        from updater.judging import judging_backbone
         from updater.trainer import training_backbone
         from updater.updater import Updater
 
         backbone = training_backbone(setup.backbone, setup.trainer)
-        updater = Updater(setup.state_dir, backbone, setup.learner, setup.trainer, setup.updater)
+        judging = judging_backbone(setup.backbone, backbone)
+        updater = Updater(setup.state_dir, backbone, setup.learner, setup.trainer, setup.updater, judging)
         super().__init__(updater, observer())  # the observer is made here: Ray's metrics need the actor's process
 
 

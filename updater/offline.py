@@ -12,6 +12,7 @@ from model.continual import ContinualModel
 from model.dataset import Sample, classes_in_order, load_image, load_jsonl, split_into_tasks
 from model.state import PromptState, latest_state
 from updater.holdout import held_back
+from updater.judging import judging_backbone
 from updater.trainer import train_task, training_backbone
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,11 @@ def encode_samples(model: ContinualModel, samples: list[Sample]) -> EncodedBatch
 def train_offline(data: Path, state_dir: Path, tasks: int | None, app) -> Iterator[PromptState]:
     """Continue from the latest version in `state_dir` (if any) and publish one version per new task,
     each calibrated on the samples held back from its tasks in this run (`updater.holdout_fraction` of
-    each class, as the updater holds back feedback)."""
+    each class, as the updater holds back feedback), as answered by the towers replicas serve."""
     samples = load_jsonl(data)
     backbone = training_backbone(app.backbone, app.trainer)
     model = ContinualModel.resume(backbone, latest_state(state_dir), app.learner)
+    judging = judging_backbone(app.backbone, backbone)
     calibration: list[Sample] = []
     for name, members in group_into_tasks(samples, tasks):
         classes = classes_in_order(members)
@@ -59,6 +61,8 @@ def train_offline(data: Path, state_dir: Path, tasks: int | None, app) -> Iterat
         batch = encode_samples(model, trained)
         result = train_task(model, name, classes, batch, [sample.label for sample in trained], app.trainer)
         if calibration:
-            model.calibrate(encode_samples(model, calibration), [sample.label for sample in calibration])
+            judged = model.run_by(judging)
+            judged.calibrate(encode_samples(judged, calibration), [sample.label for sample in calibration])
+            model.take_calibration(judged)
         notes = {"training": asdict(result), "data": str(data), "calibration_samples": len(calibration)}
         yield model.save(state_dir, notes=notes)

@@ -39,11 +39,18 @@ class LearnedClasses:
 
 
 def publish_gated(
-    model: ContinualModel, state_dir: Path, held_back: EncodedBatch, labels: Sequence[str], notes: dict[str, Any]
+    model: ContinualModel,
+    judged: ContinualModel,
+    state_dir: Path,
+    held_back: EncodedBatch,
+    labels: Sequence[str],
+    notes: dict[str, Any],
 ) -> PromptState:
-    """Calibrate `model` on the held-back samples `held_back` (of classes `labels`), then write it as the
-    next version in `state_dir` and publish it."""
-    model.calibrate(held_back, labels)
+    """Calibrate `judged` (`model` run by the towers replicas serve, `held_back` encoded by them) on the
+    held-back samples of classes `labels`, then write `model` with that calibration as the next version in
+    `state_dir` and publish it."""
+    judged.calibrate(held_back, labels)
+    model.take_calibration(judged)
     return model.save(state_dir, notes=notes)
 
 

@@ -64,9 +64,13 @@ class Updater:
         learner: LearnerConfig,
         trainer: TrainerConfig,
         config: UpdaterConfig,
+        judging: Backbone | None = None,
     ):
+        """`backbone`: the towers training runs; `judging`: those the replicas serve, which the gate and the
+        calibration measure (`updater/judging.py`; the training towers when None)."""
         self.state_dir = Path(state_dir)
         self.backbone, self.learner, self.trainer, self.config = backbone, learner, trainer, config
+        self.judging = judging or backbone
         self.log = FeedbackLog(self.state_dir / "feedback")
         self.training: str | None = None
         self.last_outcome: TrainingOutcome | None = None
@@ -164,20 +168,22 @@ class Updater:
         outcome = TrainingOutcome(name, False, None, "", None, {}, len(train), len(held), 0.0)
         if not classes:
             return self._finished(outcome, start, "no new class to learn"), HeldBack(held, None)
-        new = HeldBack(held, self._encode(model, held) if held else None)
-        earlier = self.holdout.held_back([task.name for task in model.tasks], partial(self._encode, model))
+        judged = model.run_by(self.judging)  # what replicas would answer: the held-back samples are encoded so
+        new = HeldBack(held, self._encode(judged, held) if held else None)
+        earlier = self.holdout.held_back([task.name for task in model.tasks], partial(self._encode, judged))
         tested = GateSamples({None: new, **earlier})
-        before = tested.accuracies(model) if model.tasks else {}
+        before = tested.accuracies(judged) if model.tasks else {}
         labels = [record.label for record in train]
         result = train_task(model, name, classes, self._encode(model, train), labels, self.trainer, progress=False)
-        after = tested.accuracies(model)
+        judged = model.run_by(self.judging)
+        after = tested.accuracies(judged)
         outcome.accuracy, outcome.forgetting = after.get(None), gate.forgetting(before, after)
         refusal = gate.refusal(outcome.accuracy, outcome.forgetting, self.config)
         if refusal:
             return self._finished(outcome, start, refusal), new
         measured = {"accuracy": outcome.accuracy, "forgetting": outcome.forgetting, "held_back": len(held)}
         notes = {"training": asdict(result), "gate": measured}
-        state = publish_gated(model, self.state_dir, tested.batch, tested.labels, notes)
+        state = publish_gated(model, judged, self.state_dir, tested.batch, tested.labels, notes)
         outcome.published, outcome.version = True, state.version
         return self._finished(outcome, start, f"published version {state.version}"), new
 
