@@ -7,7 +7,9 @@ from importlib.resources import files
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse
+
+from serving.packaged_files import add_packaged_files
 
 ASSETS_URL = "/docs-assets"
 ASSETS = {  # file in fastapi_offline/static -> its media type
@@ -18,22 +20,14 @@ ASSETS = {  # file in fastapi_offline/static -> its media type
 }
 
 
-def asset_bytes(name: str) -> bytes:
-    return (files("fastapi_offline") / "static" / name).read_bytes()
-
-
 def add_api_docs(app: FastAPI) -> None:
     """Serve `/docs`, `/redoc` and their assets on `app`, which must be made with `docs_url=None` and
     `redoc_url=None`."""
     page = {"openapi_url": app.openapi_url, "title": f"{app.title}: API"}
     favicon = f"{ASSETS_URL}/favicon.png"
 
-    @app.get(f"{ASSETS_URL}/{{name}}", include_in_schema=False)
-    async def docs_asset(name: str) -> Response:
-        if name not in ASSETS:
-            return JSONResponse({"field": "name", "detail": f"name: no such docs asset {name!r}"}, status_code=404)
-        cache = {"cache-control": "public, max-age=86400"}
-        return Response(asset_bytes(name), media_type=ASSETS[name], headers=cache)
+    folder = files("fastapi_offline") / "static"
+    add_packaged_files(app, ASSETS_URL, folder, ASSETS, "public, max-age=86400", "docs asset")
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:

@@ -10,25 +10,18 @@ from __future__ import annotations
 from importlib.resources import files
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse
+
+from serving.packaged_files import add_packaged_files
 
 CONSOLE_URL = "/console"
 FILES = {"console.js": "text/javascript", "console.css": "text/css"}  # served beside the page
-
-
-def console_file(name: str) -> bytes:
-    return (files("serving") / "console" / name).read_bytes()
+FOLDER = files("serving") / "console"
 
 
 def add_console(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False)
     async def console_page() -> HTMLResponse:
-        return HTMLResponse(console_file("index.html"), headers={"cache-control": "no-cache"})
+        return HTMLResponse((FOLDER / "index.html").read_bytes(), headers={"cache-control": "no-cache"})
 
-    @app.get(f"{CONSOLE_URL}/{{name}}", include_in_schema=False)
-    async def console_asset(name: str) -> Response:
-        if name not in FILES:
-            return JSONResponse(
-                {"field": "name", "detail": f"name: no such console file {name!r}"}, status_code=404
-            )
-        return Response(console_file(name), media_type=FILES[name], headers={"cache-control": "no-cache"})
+    add_packaged_files(app, CONSOLE_URL, FOLDER, FILES, "no-cache", "console file")

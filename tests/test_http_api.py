@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from model.published import published_version
 from model.state import TENSORS_FILE, version_folder
+from serving.api_docs import ASSETS, ASSETS_URL
 from serving.backend import AdmissionGate
 from serving.config import LimitsConfig
 from serving.http_api import BATCH_ID_HEADER, BATCH_SIZE_HEADER, build_http_app
@@ -140,7 +141,19 @@ def test_model_info_and_docs(backend, published):
     document = json.dumps(schema)
     assert "$defs" not in document  # every reference resolves within the document
     assert set(re.findall(r'"#/components/schemas/(\w+)"', document)) <= set(schema["components"]["schemas"])
-    assert call(backend, "GET", "/docs").status_code == 200
+    page = call(backend, "GET", "/docs")
+    assert page.status_code == 200 and f"{ASSETS_URL}/swagger-ui-bundle.js" in page.text
+    for name, media_type in ASSETS.items():
+        asset = call(backend, "GET", f"{ASSETS_URL}/{name}")
+        assert asset.status_code == 200 and asset.headers["content-type"].startswith(media_type), name
+        assert asset.headers["cache-control"] == "public, max-age=86400"
+    unknown = call(backend, "GET", f"{ASSETS_URL}/../pyproject.toml")
+    assert unknown.status_code == 404
+    unknown = call(backend, "GET", f"{ASSETS_URL}/secrets.txt")
+    assert unknown.status_code == 404 and unknown.json() == {
+        "field": "name",
+        "detail": "name: no such docs asset 'secrets.txt'",
+    }
 
 
 def test_rollback_shows_in_the_api(onnx_predictor, tiny_backbone, tmp_path, published):
