@@ -28,6 +28,12 @@ class EncodedBatch:
     def __len__(self) -> int:
         return self.has_image.shape[0]
 
+    @property
+    def nbytes(self) -> int:
+        """The memory its tensors hold."""
+        tensors = (getattr(self, field.name) for field in fields(self))
+        return sum(tensor.element_size() * tensor.nelement() for tensor in tensors if tensor is not None)
+
     def select(self, rows: torch.Tensor) -> EncodedBatch:
         """The rows `rows (b,)`, with the text trimmed to the longest of them."""
         picked = {

@@ -23,3 +23,16 @@ def test_batches_encoded_apart_and_joined_equal_one_encoded_at_once(tiny_backbon
         assert (joined.pixel_values is None) == (whole.pixel_values is None)
         if whole.pixel_values is not None:
             torch.testing.assert_close(joined.pixel_values, whole.pixel_values)
+
+
+def test_a_batch_counts_the_memory_its_tensors_hold(tiny_backbone, tiny_vit_backbone):
+    images, texts, _ = samples(["dog", "bus"], per_class=2)
+    plain = encode_batch(tiny_backbone.image, tiny_backbone.text, images, texts)
+    width = plain.input_ids.shape[1]
+    assert plain.pixel_values is None
+    assert plain.nbytes == 4 * 2 + 4 * 4 * (plain.q_image.shape[1] + plain.q_text.shape[1]) + 2 * 4 * 8 * width
+    with_pixels = encode_batch(tiny_vit_backbone.image, tiny_vit_backbone.text, images, texts)
+    pixels = with_pixels.pixel_values
+    assert with_pixels.nbytes - pixels.nelement() * 4 == plain.nbytes - 4 * 4 * plain.q_image.shape[1] + (
+        4 * 4 * with_pixels.q_image.shape[1]
+    )

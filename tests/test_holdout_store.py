@@ -43,6 +43,43 @@ def test_each_task_is_read_and_encoded_once_in_the_order_added(log):
     assert HoldoutStore(log).offsets == {"second": [2], "first": [0, 1]}
 
 
+class Encoding:
+    """An encoding of `rows` samples of 100 bytes each."""
+
+    def __init__(self, rows):
+        self.nbytes = 100 * rows
+
+
+def test_encodings_past_the_memory_budget_are_dropped_oldest_first_and_encoded_again(log):
+    store = HoldoutStore(log, memory_bytes=450)
+    records = log.records(range(6))
+    calls = []
+
+    def encode(records):
+        calls.append([record.offset for record in records])
+        return Encoding(len(records))
+
+    for task, rows in (("first", records[0:2]), ("second", records[2:4]), ("third", records[4:6])):
+        store.add(task, rows)
+    held = store.held_back(["first", "second", "third"], encode)  # 600 bytes asked for, 450 allowed
+    assert {task: group.labels for task, group in held.items()} == {
+        "first": ["c0", "c1"],
+        "second": ["c2", "c3"],
+        "third": ["c4", "c5"],
+    }
+    assert calls == [[0, 1], [2, 3], [4, 5]]
+    store.held_back(["second", "third"], encode)  # the two newest were kept
+    assert calls == [[0, 1], [2, 3], [4, 5]]
+    store.held_back(["first"], encode)  # the oldest was dropped: encoded again, and now second is dropped
+    assert calls == [[0, 1], [2, 3], [4, 5], [0, 1]]
+    store.held_back(["second"], encode)
+    assert calls[-1] == [2, 3]
+    unlimited = HoldoutStore(log)
+    unlimited.held_back(["first", "second", "third"], encode)
+    unlimited.held_back(["first", "second", "third"], encode)
+    assert len(calls) == 8  # without a budget each task is encoded once
+
+
 def test_a_task_whose_samples_are_gone_has_no_batch(log):
     store = HoldoutStore(log)
     store.add("far", [])

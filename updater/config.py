@@ -25,6 +25,8 @@ class UpdaterConfig(StrictModel):
     min_samples_per_class: int = Field(10, ge=1)
     quiet_seconds: float = Field(30.0, ge=0)
     holdout_fraction: float = Field(0.2, ge=0, lt=1)  # of each class's samples, held back for the gate
+    # encodings of held-back samples kept between trainings; past it, the oldest tasks' are encoded again
+    holdout_memory_mb: int = Field(256, ge=0)
     min_accuracy: float = Field(50.0, ge=0, le=100)  # percent, on the new task's held-back samples
     max_forgetting: float = Field(20.0, ge=0, le=100)  # points an earlier task may lose
     poll_seconds: float = Field(1.0, gt=0)

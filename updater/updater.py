@@ -77,7 +77,7 @@ class Updater:
         self._lock = threading.RLock()
         self.learned = LearnedClasses(self.state_dir)
         self.router = Router(self.learned, lambda: self.training)
-        self.holdout = HoldoutStore(self.log)
+        self.holdout = HoldoutStore(self.log, config.holdout_memory_mb * 2**20)
         self._dropped: set[int] = set(read_state(self.log.folder / DROPPED_FILE, DROPPED_SHAPE, []))
         for record in self.log.read(self.log.committed()):
             if record.offset not in self._dropped:
