@@ -18,6 +18,7 @@ import json
 import logging
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -53,6 +54,7 @@ from model.dataset import classes_in_order, load_jsonl, split_into_tasks
 from model.modality import Modality
 from model.strategies import STRATEGIES, GrowthStrategy
 from updater.holdout import held_back
+from updater.judging import judging_backbone
 from updater.trainer import TrainerConfig, train_task
 
 log = logging.getLogger(__name__)
@@ -123,6 +125,26 @@ class Split:
         return accuracy(_predict(model, self.batch, rows), [self.labels[i] for i in rows])
 
 
+@dataclass(frozen=True)
+class FrozenFeatures:
+    """Every sample's frozen features and one blank row (white image, empty text), encoded once."""
+
+    bank: EncodedBatch
+    blank: EncodedBatch
+
+    def split(self, rows: list[int], table: list[Modality], labels: list[str]) -> Split:
+        """The samples at `rows`, their modalities hidden as `table` says."""
+        return Split(with_table(self.bank.select(torch.tensor(rows, dtype=torch.long)), table), labels)
+
+
+def frozen_features(
+    backbone_config: BackboneConfig, learner: LearnerConfig, samples: list, image_size: int
+) -> FrozenFeatures:
+    """`samples` and a blank row through `backbone_config`'s ONNX towers, at its precision."""
+    encoder = ContinualModel(load_backbone(backbone_config, runtime="onnx"), learner)
+    return FrozenFeatures(encode_samples(encoder, samples), blank_inputs(encoder, image_size))
+
+
 class NoPools(GrowthStrategy):
     """`head_only`'s growth: no task adds components, only head rows and class statistics."""
 
@@ -154,6 +176,7 @@ def run_method(
     method: str,
     learner: LearnerConfig,
     backbone: Backbone,
+    judge: Backbone,
     config: CmmlConfig,
     task_classes: list[list[str]],
     train: Split,
@@ -161,7 +184,9 @@ def run_method(
     test: Split,
     seed: int,
 ) -> dict:
-    """Train one method task after task (or jointly), testing it on every task seen after each one."""
+    """Train one method task after task (or jointly) on `backbone`, testing it on every task seen after each
+    one as `judge`'s towers answer (`updater/judging.py`: the int8 ones when they are what replicas serve);
+    `held` and `test` are encoded by `judge`'s towers, `train` by the trained ones."""
     trainer = config.trainer.model_copy(update={"seed": seed})
     blank_filled = method in BLANK_FILLED  # rows look complete: no pattern to tell apart, nothing to rebuild
     if blank_filled:
@@ -177,13 +202,15 @@ def run_method(
         batch = train.batch.select(rows)
         result = train_task(model, f"task-{index}", classes, batch, labels, trainer, hide_halves=not blank_filled)
         seconds += result.seconds
+        judged = model.run_by(judge)
         calibration_rows = held.rows(model.classes)  # every task's held-back rows so far
         if len(calibration_rows):
-            model.calibrate(held.batch.select(calibration_rows), [held.labels[i] for i in calibration_rows])
+            judged.calibrate(held.batch.select(calibration_rows), [held.labels[i] for i in calibration_rows])
         if method != "joint":
-            matrix.append([test.accuracy(model, task) for task in task_classes[: index + 1]])
+            matrix.append([test.accuracy(judged, task) for task in task_classes[: index + 1]])
             if index + 1 < len(schedule):
-                stages.append(novelty_scores(model, test, sum(task_classes[: index + 1], [])))
+                stages.append(novelty_scores(judged, test, sum(task_classes[: index + 1], [])))
+    model = judged  # the final model, as served
     if method == "joint":
         final = [test.accuracy(model, task) for task in task_classes]
         matrix = [final[: index + 1] for index in range(len(task_classes))]
@@ -261,9 +288,13 @@ def run_cmml(config: CmmlConfig, backbone_config: BackboneConfig) -> dict:
     classes = classes_in_order(samples)
     log.info("%d samples in %d classes with at least %d samples", len(samples), len(classes), config.min_per_class)
     backbone = load_backbone(backbone_config, runtime="torch")
-    encoder = ContinualModel(load_backbone(backbone_config, runtime="onnx"), config.learner)
-    bank = encode_samples(encoder, samples)
-    blank = blank_inputs(encoder, getattr(backbone.image, "image_size", 224))
+    judge = judging_backbone(backbone_config, backbone)
+    image_size = getattr(backbone.image, "image_size", 224)
+    fp32 = backbone_config.model_copy(update={"precision": "fp32"})
+    trained_features = frozen_features(fp32, config.learner, samples, image_size)
+    judged_features = trained_features
+    if judge is not backbone:  # held-back and test rows as the int8 towers see them
+        judged_features = frozen_features(backbone_config, config.learner, samples, image_size)
     index_of = {sample.id: i for i, sample in enumerate(samples)}
     learners = method_learners(config)
     runs: dict[str, list[dict]] = {method: [] for method in learners}
@@ -275,20 +306,24 @@ def run_cmml(config: CmmlConfig, backbone_config: BackboneConfig) -> dict:
             train_samples, test_samples = grouped_train_test_split(
                 train_samples, config.test_fraction, seed + 1000
             )
-        sides = []
-        for part, table_seed in ((train_samples, seed), (test_samples, seed + 500)):
-            rows = torch.tensor([index_of[sample.id] for sample in part])
-            table = draw_missing_table(len(part), config.missing_rate, config.missing_type, table_seed)
-            sides.append(Split(with_table(bank.select(rows), table), [sample.label for sample in part]))
-        (train, held), test = sides[0].held_back(config.holdout_fraction), sides[1]
+        train_part, test_part = (
+            [index_of[sample.id] for sample in part] for part in (train_samples, test_samples)
+        )
+        train_table = draw_missing_table(len(train_part), config.missing_rate, config.missing_type, seed)
+        test_table = draw_missing_table(len(test_part), config.missing_rate, config.missing_type, seed + 500)
+        train_labels = [sample.label for sample in train_samples]
+        train = trained_features.split(train_part, train_table, train_labels).held_back(config.holdout_fraction)[0]
+        held = judged_features.split(train_part, train_table, train_labels).held_back(config.holdout_fraction)[1]
+        test = judged_features.split(test_part, test_table, [sample.label for sample in test_samples])
         for name, by_missing in reference_accuracies(train, test, task_classes, config.learner).items():
             references[name].append(by_missing)
         for method, learner in learners.items():
             log.info("seed %d/%d: %s", seed + 1, config.seeds, method)
             sides = (train, held, test)
             if method in BLANK_FILLED:
-                sides = tuple(side.blank_filled(blank) for side in sides)
-            run = run_method(method, learner, backbone, config, task_classes, *sides, seed)
+                blanks = (trained_features.blank, judged_features.blank, judged_features.blank)
+                sides = tuple(side.blank_filled(blank) for side, blank in zip(sides, blanks, strict=True))
+            run = run_method(method, learner, backbone, judge, config, task_classes, *sides, seed)
             runs[method].append(run)
             log.info("seed %d %s: AP %.1f", seed, method, sum(run["acc_matrix"][-1]) / len(run["acc_matrix"][-1]))
     return {
@@ -297,7 +332,7 @@ def run_cmml(config: CmmlConfig, backbone_config: BackboneConfig) -> dict:
             "classes": classes,
             "samples": len(samples),
             "backbone": backbone.describe(),
-            "precision": backbone_config.precision,  # of the frozen features' towers; training runs fp32
+            "precision": backbone_config.precision,  # of the towers that answer; training runs fp32
             "seconds": time.perf_counter() - start,
         },
         "methods": {method: summarise_runs(method_runs) for method, method_runs in runs.items()},

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+import yaml
+
 from tests.images import drawn_image
 
 CLASSES = {
@@ -39,10 +43,9 @@ def samples(labels, per_class=6, missing=None):
     return images, texts, out_labels
 
 
-def write_jsonl_dataset(folder, labels, per_class=4, task=None):
-    """A JSONL data set of `samples(labels)` with PNG files beside it, as a user's would be; its path."""
-    import json
-
+def write_jsonl_dataset(folder, labels, per_class=4, task=None, task_names=None):
+    """A JSONL data set of `samples(labels)` with PNG files beside it, as a user's would be; its path.
+    Every sample names `task`, or its label's task in `task_names`, when given."""
     images, texts, out_labels = samples(labels, per_class)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     lines = []
@@ -50,9 +53,25 @@ def write_jsonl_dataset(folder, labels, per_class=4, task=None):
         name = f"images/{label}-{index}.png"
         image.save(folder / name, format="PNG")
         line = {"id": f"{label}-{index}", "image": name, "text": text, "label": label}
-        if task:
-            line["task"] = task
+        if task or task_names:
+            line["task"] = task or task_names[label]
         lines.append(json.dumps(line))
     path = folder / "samples.jsonl"
     path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_config(path, backbone_config, epochs=3):
+    """A configuration file of `backbone_config`'s towers, small pools and a short training."""
+    config = {
+        "backbone": json.loads(backbone_config.model_dump_json()),
+        "learner": {
+            "components_per_task": 2,
+            "prompt_length": 2,
+            "memory_components_per_task": 2,
+            "memory_prompt_length": 2,
+        },
+        "trainer": {"epochs": epochs, "batch_size": 8},
+    }
+    path.write_text(yaml.safe_dump(config))
     return path

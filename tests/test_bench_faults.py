@@ -9,7 +9,7 @@ from benchmarks.faults import FAULTS, FaultsConfig, failed_during, format_report
 from benchmarks.feedback_ledger import Acknowledged, SentSample, lost_samples
 from benchmarks.swap import Answer
 from tests.learning_data import write_jsonl_dataset
-from tests.test_updater import feedback
+from tests.updaters import feedback
 from updater.feedback_log import FeedbackLog
 
 QUICK = {  # a small task, short pauses: about 20 s of faults on tiny towers

@@ -8,7 +8,7 @@ import ray
 from model.published import published_version
 from serving.deployment import REPLICA_NAMESPACE, replica_actor_names
 from serving.http_api import BATCH_ID_HEADER
-from tests.test_feedback_live import feedback_samples
+from tests.updaters import feedback_samples
 from updater.actor import NAMESPACE, UPDATER_NAME
 
 

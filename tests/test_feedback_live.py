@@ -1,6 +1,5 @@
 """Feedback to a live server: durable intake, training on demand, the new version served, rollback."""
 
-import base64
 import shutil
 import time
 
@@ -8,18 +7,9 @@ import httpx
 
 from model.published import published_version
 from model.state import TENSORS_FILE, list_versions, version_folder
-from tests.images import image_bytes
-from tests.learning_data import samples
 from tests.live_server import scrape_until
+from tests.updaters import feedback_samples
 from updater.feedback_log import FeedbackLog
-
-
-def feedback_samples(labels, per_class, task=None):
-    images, texts, out = samples(labels, per_class)
-    return [
-        {"text": text, "image": base64.b64encode(image_bytes(image)).decode(), "label": label, "task": task}
-        for image, text, label in zip(images, texts, out, strict=True)
-    ]
 
 
 def wait_for_training(live_server, task: str, timeout_s: float = 120) -> dict:

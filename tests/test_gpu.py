@@ -13,8 +13,10 @@ from model.devices import place_towers, resolve_device
 from model.onnx_tower import CUDA, cuda_available
 from serving.config import AppConfig, BackboneConfig, ServerConfig
 from tests.learning_data import samples
-from tests.test_trainer import FAST, SMALL
-from updater.trainer import train_task
+from tests.served_state import SMALL
+from updater.trainer import TrainerConfig, train_task
+
+FAST = TrainerConfig(epochs=12, batch_size=8, learning_rate=0.02)
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 

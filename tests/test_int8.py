@@ -197,9 +197,9 @@ def test_precision_flag_overrides_the_config():
 
 def test_bench_cmml_takes_its_frozen_features_from_the_int8_towers(tmp_path, tiny_config):
     from serving.cli import main
-    from tests.test_offline import write_config, write_dataset
+    from tests.learning_data import write_config, write_jsonl_dataset
 
-    data = write_dataset(tmp_path / "data", ["dog", "bus", "tree", "cake"], per_class=6)
+    data = write_jsonl_dataset(tmp_path / "data", ["dog", "bus", "tree", "cake"], per_class=6)
     config = write_config(tmp_path / "config.yaml", tiny_config.model_copy(update={"onnx_cache_dir": tmp_path}), 1)
     out = tmp_path / "cmml.json"
     args = ["bench", "cmml", "--data", str(data), "--tasks", "2", "--seeds", "1", "--min-per-class", "4"]

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from model.backbone import Backbone
 from model.continual import ContinualModel
 from model.dataset import load_image, load_jsonl
 from model.published import load_published
@@ -108,3 +109,44 @@ def test_train_with_precision_int8_calibrates_on_int8_answers(tmp_path, tiny_con
         return model.encode([load_image(row) for row in kept], [row.text for row in kept])
 
     assert_calibrated_by_int8(state, int8_backbone, tiny_backbone, encode, [row.label for row in kept])
+
+
+def test_bench_cmml_scores_the_answers_of_the_judging_towers(tmp_path, tiny_backbone, int8_backbone):
+    from benchmarks.cmml import CmmlConfig, Split, run_method
+
+    config = CmmlConfig(data=tmp_path / "unused.jsonl", trainer=FAST, learner=SMALL)
+    tasks = [["dog", "bus"], ["tree", "cake"]]
+    encoder = ContinualModel(tiny_backbone, SMALL)
+
+    def split(per_class, missing):
+        images, texts, labels = samples(sum(tasks, []), per_class=per_class, missing=missing)
+        return Split(encoder.encode(images, texts), labels)
+
+    train, held, test = split(5, {2: "image", 8: "text"}), split(2, {}), split(3, {1: "image", 4: "text"})
+
+    class CountedTower:
+        """`tower`, counting the rows it encodes."""
+
+        def __init__(self, tower):
+            self.tower, self.rows = tower, 0
+
+        def __getattr__(self, name):
+            return getattr(self.tower, name)
+
+        def encode(self, inputs, prompts=None):
+            self.rows += len(inputs[self.tower.input_names[0]])
+            return self.tower.encode(inputs, prompts)
+
+    counted = CountedTower(int8_backbone.text)
+    judge = Backbone(int8_backbone.image, counted, int8_backbone.fingerprint)
+
+    def run(judge):
+        result = run_method("first_task", SMALL, tiny_backbone, judge, config, tasks, train, held, test, seed=0)
+        return {name: value for name, value in result.items() if name not in ("train_seconds", "latency_ms")}
+
+    by_torch = run(tiny_backbone)
+    assert run(tiny_backbone) == by_torch and counted.rows == 0  # the same towers answer the same
+    by_int8 = run(judge)
+    # each stage's prompted text passes over the held-back and test rows, and the final timing ones
+    assert counted.rows > 2 * len(test.labels)
+    assert len(by_int8["correct"]) == len(by_torch["correct"]) == 12

@@ -8,41 +8,11 @@ from model.config import LearnerConfig
 from model.state import latest_state, list_versions
 from model.strategies import STRATEGIES
 from serving.cli import main
-from tests.learning_data import samples
-
-
-def write_dataset(folder, classes, per_class=6, task_names=None):
-    images, texts, labels = samples(classes, per_class=per_class)
-    (folder / "images").mkdir(parents=True, exist_ok=True)
-    lines = []
-    for index, (image, text, label) in enumerate(zip(images, texts, labels, strict=True)):
-        image.save(folder / "images" / f"{index}.png")
-        record = {"id": f"s{index}", "image": f"images/{index}.png", "text": text, "label": label}
-        if task_names:
-            record["task"] = task_names[label]
-        lines.append(json.dumps(record))
-    path = folder / "samples.jsonl"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def write_config(path, backbone_config, epochs=3):
-    config = {
-        "backbone": json.loads(backbone_config.model_dump_json()),
-        "learner": {
-            "components_per_task": 2,
-            "prompt_length": 2,
-            "memory_components_per_task": 2,
-            "memory_prompt_length": 2,
-        },
-        "trainer": {"epochs": epochs, "batch_size": 8},
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
+from tests.learning_data import write_config, write_jsonl_dataset
 
 
 def test_train_writes_one_version_per_task_and_resumes(tmp_path, tiny_config, capsys):
-    data = write_dataset(tmp_path / "data", ["dog", "bus", "tree", "cake"])
+    data = write_jsonl_dataset(tmp_path / "data", ["dog", "bus", "tree", "cake"], per_class=6)
     config = write_config(tmp_path / "config.yaml", tiny_config)
     state_dir = tmp_path / "state"
     args = ["train", "--data", str(data), "--state-dir", str(state_dir), "--tasks", "2", "--config", str(config)]
@@ -60,7 +30,7 @@ def test_train_writes_one_version_per_task_and_resumes(tmp_path, tiny_config, ca
 
 def test_train_follows_task_fields(tmp_path, tiny_config):
     names = {"dog": "pets", "bus": "roads", "tree": "pets"}
-    data = write_dataset(tmp_path / "data", ["dog", "bus", "tree"], per_class=3, task_names=names)
+    data = write_jsonl_dataset(tmp_path / "data", ["dog", "bus", "tree"], per_class=3, task_names=names)
     config = write_config(tmp_path / "config.yaml", tiny_config, epochs=1)
     assert main(["train", "--data", str(data), "--state-dir", str(tmp_path / "s"), "--config", str(config)]) == 0
     tasks = latest_state(tmp_path / "s").manifest.tasks
@@ -68,7 +38,7 @@ def test_train_follows_task_fields(tmp_path, tiny_config):
 
 
 def test_bench_cmml_runs_every_method(tmp_path, tiny_config, capsys):
-    data = write_dataset(tmp_path / "data", ["dog", "bus", "tree", "cake"], per_class=6)
+    data = write_jsonl_dataset(tmp_path / "data", ["dog", "bus", "tree", "cake"], per_class=6)
     config = write_config(tmp_path / "config.yaml", tiny_config, epochs=1)
     out, plot = tmp_path / "cmml.json", tmp_path / "cmml.png"
     args = [
@@ -128,7 +98,7 @@ def test_bench_cmml_runs_every_method(tmp_path, tiny_config, capsys):
 
 
 def test_bench_cmml_sweeps_the_exemplar_budget(tmp_path, tiny_config):
-    data = write_dataset(tmp_path / "data", ["dog", "bus", "tree", "cake"], per_class=6)
+    data = write_jsonl_dataset(tmp_path / "data", ["dog", "bus", "tree", "cake"], per_class=6)
     config = write_config(tmp_path / "config.yaml", tiny_config, epochs=1)
     out, plot = tmp_path / "cmml.json", tmp_path / "cmml.png"
     args = ["bench", "cmml", "--data", str(data), "--tasks", "2", "--seeds", "1", "--min-per-class", "4"]
@@ -144,7 +114,7 @@ def test_bench_cmml_sweeps_the_exemplar_budget(tmp_path, tiny_config):
 
 
 def test_a_changed_learner_is_refused_naming_the_field(tmp_path, tiny_config, caplog):
-    data = write_dataset(tmp_path / "data", ["dog", "bus", "tree", "cake"], per_class=3)
+    data = write_jsonl_dataset(tmp_path / "data", ["dog", "bus", "tree", "cake"], per_class=3)
     config = write_config(tmp_path / "config.yaml", tiny_config, epochs=1)
     state_dir = tmp_path / "state"
     base = ["--state-dir", str(state_dir), "--config", str(config)]

@@ -1,5 +1,6 @@
 """Updaters on tiny towers in a test's folder, and labelled feedback for them."""
 
+import base64
 import random
 
 from tests.images import image_bytes
@@ -26,3 +27,12 @@ def make(folder, backbone, **config) -> Updater:
     """An updater that trains a task once each class has 3 samples, at once, whatever its accuracy."""
     settings = {"min_samples_per_class": 3, "quiet_seconds": 0, "min_accuracy": 0.0, **config}
     return Updater(folder, backbone, SMALL, FAST, UpdaterConfig(**settings))
+
+
+def feedback_samples(labels, per_class, task=None) -> list[dict]:
+    """Labelled feedback as `POST /v1/feedback` takes it: the pictures base64-encoded."""
+    images, texts, out = samples(labels, per_class)
+    return [
+        {"text": text, "image": base64.b64encode(image_bytes(image)).decode(), "label": label, "task": task}
+        for image, text, label in zip(images, texts, out, strict=True)
+    ]
