@@ -65,6 +65,7 @@ def _bench_load(args: argparse.Namespace) -> int:
         mix=load.parse_mix(args.mix),
         data=args.data,
         single_requests=args.single_requests,
+        compare_precisions=args.compare_precisions,
     )
     result = load.main(config, app, args.out)
     sys.stdout.write(load.format_report(result) + "\n")
@@ -176,6 +177,11 @@ def add_bench_commands(commands) -> None:
     )
     bench_load.add_argument("--out", type=Path, required=True, help="JSON file to write")
     add_precision_argument(bench_load)  # of the in-process pipeline; the server runs what it was started with
+    bench_load.add_argument(
+        "--compare-precisions",
+        action="store_true",
+        help="also time the in-process pipeline at fp32 and at int8, in turns, on the same requests",
+    )
     add_config_argument(bench_load)
     bench_load.set_defaults(handler=_bench_load)
 

@@ -36,6 +36,7 @@ from serving.http_api import BATCH_SIZE_HEADER
 
 log = logging.getLogger(__name__)
 
+PRECISIONS = ("fp32", "int8")
 DEFAULT_MIX = {"complete": 0.4, "text_missing": 0.3, "image_missing": 0.3}
 
 
@@ -48,6 +49,7 @@ class LoadConfig(StrictModel):
     single_requests: int = Field(40, ge=5, le=10_000)
     warmup: int = Field(16, ge=0, le=1000)
     timeout_s: float = Field(30, gt=0)
+    compare_precisions: bool = False  # also time the in-process pipeline at fp32 and at int8, in turns
 
     @field_validator("mix")
     @classmethod
@@ -166,6 +168,36 @@ def in_process_single_ms(predictor, bodies: list[dict], limits) -> float:
     return statistics.median(times) * 1000
 
 
+PRECISION_ROUNDS = 2  # each precision timed this many times, alternating, so drift in the machine hits both
+
+
+def in_process_by_precision(app: AppConfig, bodies: list[dict], sizes: list[int], singles: list[dict]) -> dict:
+    """The in-process pipeline at fp32 and at int8 on the same published version and requests, timed in
+    turns: requests per second and one request's milliseconds, each the mean over the rounds."""
+    from serving.predictor import Predictor
+
+    predictors = {precision: Predictor.load(app.with_overrides(precision=precision)) for precision in PRECISIONS}
+    rounds: dict[str, list[tuple[float, float]]] = {precision: [] for precision in PRECISIONS}
+    limits = app.server.limits
+    for _ in range(PRECISION_ROUNDS):
+        for precision, predictor in predictors.items():
+            in_process_single_ms(predictor, singles[:3], limits)  # warm-up
+            rps = in_process_rps(predictor, bodies, sizes, limits)
+            rounds[precision].append((rps, in_process_single_ms(predictor, singles, limits)))
+            log.info("in-process at %s: %.1f req/s", precision, rps)
+    figures = {
+        precision: {
+            "in_process_rps": statistics.fmean(rps for rps, _ in timed),
+            "in_process_single_ms": statistics.fmean(ms for _, ms in timed),
+            "rounds": [{"in_process_rps": rps, "in_process_single_ms": ms} for rps, ms in timed],
+            "served_precision": predictors[precision].backbone.text.precision,  # fp32 where CUDA runs them
+        }
+        for precision, timed in rounds.items()
+    }
+    figures["int8_over_fp32"] = figures["int8"]["in_process_rps"] / figures["fp32"]["in_process_rps"]
+    return figures
+
+
 def run_load(config: LoadConfig, app: AppConfig) -> dict:
     from serving.predictor import Predictor
 
@@ -197,6 +229,7 @@ def run_load(config: LoadConfig, app: AppConfig) -> dict:
     throughput = len(ok) / wall
     single_p50 = statistics.median(o.seconds for o in single_outcomes if o.status == 200) * 1000
     by_pattern = Counter(pattern for pattern, _ in labelled)
+    precisions = in_process_by_precision(app, bodies, sizes, singles) if config.compare_precisions else None
     return {
         "throughput_rps": throughput,
         "p50_ms": percentile_ms(ok, 50) if ok else None,
@@ -211,6 +244,7 @@ def run_load(config: LoadConfig, app: AppConfig) -> dict:
         "mean_batch_size": statistics.fmean(sizes),
         "server_rss_mb": server_rss,
         "model_version": served_version,
+        "precisions": precisions,
         "config": {**json.loads(config.model_dump_json()), "requests_by_pattern": dict(by_pattern)},
     }
 
@@ -231,6 +265,16 @@ def format_report(result: dict) -> str:
     ]
     if r.get("server_rss_mb") is not None:
         rows.append(("server memory", f"{r['server_rss_mb']:.0f} MiB resident (all Ray processes)"))
+    if r.get("precisions"):
+        for precision in PRECISIONS:
+            figures = r["precisions"][precision]
+            rows.append(
+                (
+                    f"in-process {precision}",
+                    f"{figures['in_process_rps']:.1f} req/s, one request {figures['in_process_single_ms']:.1f} ms",
+                )
+            )
+        rows.append(("int8 / fp32", f"{r['precisions']['int8_over_fp32']:.2f}x in-process throughput"))
     return aligned(rows)
 
 

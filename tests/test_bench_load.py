@@ -5,6 +5,7 @@ from benchmarks.load import (
     Outcome,
     batches_of_served_sizes,
     build_bodies,
+    format_report,
     parse_mix,
     patterns_for,
     run_load,
@@ -45,6 +46,28 @@ def test_bench_load_against_the_live_server(live_server, tmp_path):
     assert result["p50_ms"] <= result["p95_ms"] <= result["p99_ms"]
     assert 1 <= result["mean_batch_size"] <= 4
     assert result["server_rss_mb"] > 100  # Ray's processes were found and measured
+
+
+def test_bench_load_times_fp32_and_int8_in_turns(live_server, tmp_path):
+    data = write_jsonl_dataset(tmp_path, ["dog", "bus"], per_class=3)
+    config = LoadConfig(
+        url=live_server.url,
+        data=data,
+        concurrency=2,
+        requests=12,
+        single_requests=5,
+        warmup=0,
+        compare_precisions=True,
+    )
+    result = run_load(config, live_server.config)
+    figures = result["precisions"]
+    for precision in ("fp32", "int8"):
+        assert figures[precision]["served_precision"] == precision
+        assert len(figures[precision]["rounds"]) == 2 and figures[precision]["in_process_rps"] > 0
+    assert figures["int8_over_fp32"] == pytest.approx(
+        figures["int8"]["in_process_rps"] / figures["fp32"]["in_process_rps"]
+    )
+    assert "int8 / fp32" in format_report(result)
 
 
 def test_each_pattern_sends_what_the_server_then_names_missing(live_server, tmp_path):
