@@ -256,6 +256,7 @@ def test_the_exemplar_buffer_survives_a_restart(tiny_backbone, tmp_path):
     learn(model, *TASKS[0])
     model.save(tmp_path)
     restored = ContinualModel.from_state(tiny_backbone, load_published(tmp_path))
+    assert model.learner.strategy.buffer.keys() == restored.learner.strategy.buffer.keys() != set()
     for name, tensor in model.learner.strategy.buffer.items():
         assert torch.equal(restored.learner.strategy.buffer[name], tensor), name
         assert restored.learner.strategy.buffer[name].dtype == tensor.dtype, name
