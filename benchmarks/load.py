@@ -171,12 +171,20 @@ def in_process_single_ms(predictor, bodies: list[dict], limits) -> float:
 PRECISION_ROUNDS = 2  # each precision timed this many times, alternating, so drift in the machine hits both
 
 
-def in_process_by_precision(app: AppConfig, bodies: list[dict], sizes: list[int], singles: list[dict]) -> dict:
+def in_process_by_precision(
+    app: AppConfig, loaded, bodies: list[dict], sizes: list[int], singles: list[dict]
+) -> dict:
     """The in-process pipeline at fp32 and at int8 on the same published version and requests, timed in
-    turns: requests per second and one request's milliseconds, each the mean over the rounds."""
+    turns: requests per second and one request's milliseconds, each the mean over the rounds. `loaded`: the
+    predictor already loaded at `app`'s precision, used for that one."""
     from serving.predictor import Predictor
 
-    predictors = {precision: Predictor.load(app.with_overrides(precision=precision)) for precision in PRECISIONS}
+    predictors = {
+        precision: loaded
+        if precision == app.backbone.precision
+        else Predictor.load(app.with_overrides(precision=precision))
+        for precision in PRECISIONS
+    }
     rounds: dict[str, list[tuple[float, float]]] = {precision: [] for precision in PRECISIONS}
     limits = app.server.limits
     for _ in range(PRECISION_ROUNDS):
@@ -229,7 +237,9 @@ def run_load(config: LoadConfig, app: AppConfig) -> dict:
     throughput = len(ok) / wall
     single_p50 = statistics.median(o.seconds for o in single_outcomes if o.status == 200) * 1000
     by_pattern = Counter(pattern for pattern, _ in labelled)
-    precisions = in_process_by_precision(app, bodies, sizes, singles) if config.compare_precisions else None
+    precisions = (
+        in_process_by_precision(app, predictor, bodies, sizes, singles) if config.compare_precisions else None
+    )
     return {
         "throughput_rps": throughput,
         "p50_ms": percentile_ms(ok, 50) if ok else None,
