@@ -165,6 +165,8 @@ def method_learners(config: CmmlConfig) -> dict[str, LearnerConfig]:
         learner = config.learner
         if method in STRATEGIES:
             learner = learner.model_copy(update={"strategy": method})
+        if method == "head_only":  # its NoPools stands in for a strategy that saves no tensors of its own
+            learner = learner.model_copy(update={"strategy": "first_task"})
         learners[method] = learner
     for kib in config.exemplar_budgets_kib:
         budget = {"strategy": "exemplar_replay", "exemplar_budget_bytes": kib * 1024}

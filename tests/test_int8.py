@@ -8,6 +8,7 @@ import onnx
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from PIL import Image
 from pydantic import ValidationError
 
@@ -195,12 +196,15 @@ def test_precision_flag_overrides_the_config():
         build_parser().parse_args(["serve", "--precision", "int4"])
 
 
-def test_bench_cmml_takes_its_frozen_features_from_the_int8_towers(tmp_path, tiny_config):
+@pytest.mark.parametrize("strategy", ["first_task", "fwd_prompt"])  # head_only under either configured learner
+def test_bench_cmml_takes_its_frozen_features_from_the_int8_towers(tmp_path, tiny_config, strategy):
     from serving.cli import main
     from tests.learning_data import write_config, write_jsonl_dataset
 
     data = write_jsonl_dataset(tmp_path / "data", ["dog", "bus", "tree", "cake"], per_class=6)
     config = write_config(tmp_path / "config.yaml", tiny_config.model_copy(update={"onnx_cache_dir": tmp_path}), 1)
+    written = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**written, "learner": {**written["learner"], "strategy": strategy}}))
     out = tmp_path / "cmml.json"
     args = ["bench", "cmml", "--data", str(data), "--tasks", "2", "--seeds", "1", "--min-per-class", "4"]
     args += ["--methods", "head_only", "--out", str(out), "--config", str(config), "--precision", "int8"]
