@@ -39,7 +39,7 @@ def tiny_vit_backbone(tiny_vit_config):
 
 
 @pytest.fixture(scope="session")
-def live_server(tiny_config, tiny_backbone, tmp_path_factory):
+def live_session(tiny_config, tiny_backbone, tmp_path_factory):
     """A real local Ray serving tiny towers; started on first use, stopped at the end of the session."""
     from serving.launcher import shutdown
     from tests.live_server import start_live_server
@@ -51,6 +51,14 @@ def live_server(tiny_config, tiny_backbone, tmp_path_factory):
     finally:
         shutdown()
         shutil.rmtree(ray_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def live_server(live_session):
+    """The live server as every test finds it, whatever ran before: version 1 served, nothing buffered."""
+    live_session.check_baseline()
+    yield live_session
+    live_session.restore_baseline()
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ class LiveServer:
     state_dir: Path
     torch_backbone: Backbone
     first_answer: httpx.Response  # to a prediction sent before any task was learned
+    baseline: int = 1  # the version every live test starts from: task "first" (dog, bus), nothing buffered
 
     def get(self, path: str, **kwargs) -> httpx.Response:
         return httpx.get(self.url + path, timeout=30, **kwargs)
@@ -59,6 +60,25 @@ class LiveServer:
                 return updater
             time.sleep(0.2)
         raise AssertionError(f"the updater is not idle within {timeout_s} s")
+
+    def check_baseline(self) -> None:
+        """Fail unless the server is as every live test expects to find it."""
+        updater = self.wait_for_idle_updater()
+        assert not updater["buffered"], updater["buffered"]
+        info = self.get("/v1/model").json()
+        assert info["version"] == self.baseline, f"served version {info['version']}, not {self.baseline}"
+        assert [task["name"] for task in info["tasks"]] == ["first"], info["tasks"]
+
+    def restore_baseline(self) -> None:
+        """Undo what a test left: wait for the updater, drop what is buffered, serve the baseline again."""
+        updater = self.wait_for_idle_updater()
+        for task in updater["buffered"]:
+            dropped = httpx.delete(f"{self.url}/v1/tasks/{task}", timeout=30)
+            assert dropped.status_code == 200, dropped.text
+        if self.version() != self.baseline:
+            rolled = self.post("/v1/model/rollback", json={"version": self.baseline})
+            assert rolled.status_code == 200, rolled.text
+            self.wait_for_version(self.baseline)
 
 
 def live_config(backbone_config, state_dir: Path, temp_dir: Path) -> AppConfig:

@@ -29,10 +29,10 @@ def test_the_load_loop_pauses_after_a_failure_instead_of_hammering():
 
 
 def test_bench_swap_and_freshness_against_the_live_server(live_server, tmp_path):
-    if live_server.version() < 2:
-        learn_and_publish(live_server.torch_backbone, live_server.state_dir, "extra", ["apple", "moon"])
-        live_server.wait_for_version(2)
-    served = live_server.version()
+    # swaps go between the served version and the one numbered before it
+    extra = learn_and_publish(live_server.torch_backbone, live_server.state_dir, "extra", ["apple", "moon"])
+    served = extra.version
+    live_server.wait_for_version(served)
     data = write_jsonl_dataset(tmp_path, ["hat", "boat"], per_class=10)
     config = SwapConfig(
         url=live_server.url, swaps=4, concurrency=4, interval_s=3.0, baseline_s=2, data=data, freshness_samples=20

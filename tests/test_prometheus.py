@@ -14,10 +14,10 @@ PROMETHEUS = shutil.which("prometheus")
 
 
 @pytest.fixture(scope="module")
-def prometheus(live_server, tmp_path_factory):
+def prometheus(live_session, tmp_path_factory):
     assert PROMETHEUS, "the prometheus binary is missing: `make test` installs the Debian package `prometheus`"
     folder = tmp_path_factory.mktemp("prometheus")
-    target = live_server.metrics_url.removeprefix("http://").removesuffix("/metrics")
+    target = live_session.metrics_url.removeprefix("http://").removesuffix("/metrics")
     config = {
         "global": {"scrape_interval": "1s"},
         "scrape_configs": [{"job_name": "rebq-serve", "static_configs": [{"targets": [target]}]}],
