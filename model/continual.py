@@ -13,7 +13,7 @@ from PIL import Image
 
 from model.backbone import Backbone
 from model.batch import EncodedBatch, encode_batch, with_halves_hidden
-from model.calibration import Calibration
+from model.calibration import OBSOLETE, Calibration
 from model.config import LearnerConfig
 from model.published import next_version, publish
 from model.rebq import LearnerOutput, RebQLearner
@@ -31,14 +31,22 @@ class Prediction:
 
 
 def _calibrated(state: PromptState) -> PromptState:
-    """`state`, or a version saved before calibration with the uncalibrated values filled in."""
+    """`state`, or a version saved before calibration, or with the open-set threshold of earlier releases,
+    with what it lacks filled in as uncalibrated."""
     missing = {name: tensor for name, tensor in Calibration.uncalibrated().items() if name not in state.tensors}
     if not missing:
         return state
-    log.warning(
-        "PromptState version %d has no calibration: scores are uncalibrated, every answer known", state.version
-    )
-    return replace(state, tensors={**state.tensors, **missing})
+    kept = {name: tensor for name, tensor in state.tensors.items() if name not in OBSOLETE}
+    if "calibration.temperature" in kept:
+        log.warning(
+            "PromptState version %d has an open-set threshold of an earlier form: every answer known",
+            state.version,
+        )
+    else:
+        log.warning(
+            "PromptState version %d has no calibration: scores are uncalibrated, every answer known", state.version
+        )
+    return replace(state, tensors={**kept, **missing})
 
 
 class ContinualModel:
@@ -121,7 +129,7 @@ class ContinualModel:
         learner, has_image, has_text = self.learner, batch.has_image, batch.has_text
         probabilities = learner.calibration.probabilities(output.logits, has_image, has_text)
         distances = learner.lda.distance(output.fused, has_image, has_text)  # (B,)
-        return probabilities, learner.calibration.novelty(distances, has_image, has_text)
+        return probabilities, learner.calibration.novelty(distances, probabilities, has_image, has_text)
 
     def calibrate(self, batch: EncodedBatch, labels: Sequence[str]) -> None:
         """Fit the temperatures and open-set thresholds on held-back samples of learned classes, each

@@ -6,7 +6,6 @@ import base64
 
 import httpx
 import pytest
-import torch
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -19,7 +18,7 @@ from serving.predictor import Predictor
 from tests.browser import PAGE_SECONDS, served_on_loopback
 from tests.images import drawn_image, image_bytes
 from tests.in_process import InProcessBackend
-from tests.served_state import learn_and_publish, tiny_app_config
+from tests.served_state import learn_and_publish, only_text_only_rows_known, tiny_app_config
 
 TOKEN = "console-token-for-tests"
 
@@ -76,7 +75,7 @@ def test_unknown_answers_are_remembered_newest_first(state, tiny_config, tiny_ba
 
     folder = shutil.copytree(state, tmp_path / "state")
     model = ContinualModel.from_state(tiny_backbone, load_published(folder))
-    model.learner.calibration.threshold = torch.tensor([1e-9, 1e-9, float("inf")])  # complete, image, text only
+    only_text_only_rows_known(model)
     model.save(folder)
     backend = InProcessBackend(Predictor.load(tiny_app_config(tiny_config, folder)))
     app = build_http_app(backend, LimitsConfig())

